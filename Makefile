@@ -1,0 +1,71 @@
+# The README's two commands: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KAFKA_LIB := local-kafka/lib
+KAFKA_STAMP := $(KAFKA_LIB)/.fetched
+
+.PHONY: help install kafka-jars test lint unit integration demo bench soak kafka-up kafka-down kafka-status clean
+
+help:
+	@echo "make demo    run the whole pipeline locally (cluster, publisher, alerter, Slack stand-in)"
+	@echo "make test    lint, type-check and run the whole suite against a real local Kafka cluster"
+	@echo "make bench   throughput and latency benchmarks (prints tables)"
+	@echo "make soak    bounded soak run (SOAK_MINUTES, default 10)"
+	@echo "make install set up .venv and the Kafka jars (both commands do this)"
+
+install: $(STAMP) $(KAFKA_STAMP)
+
+$(STAMP): pyproject.toml requirements.lock scripts/check-prereqs
+	@scripts/check-prereqs python
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
+
+$(KAFKA_STAMP): local-kafka/pom.xml
+	@scripts/check-prereqs java maven
+	rm -rf $(KAFKA_LIB)
+	mvn -q -B -f local-kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib -DincludeScope=runtime
+	@touch $@
+
+kafka-jars: $(KAFKA_STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install lint
+	scripts/with-local-kafka scripts/run-pytest tests
+
+unit: $(STAMP)
+	scripts/run-pytest tests/unit
+
+integration: install
+	scripts/with-local-kafka scripts/run-pytest tests/integration
+
+demo: install
+	scripts/with-local-kafka $(BIN)/python -m scripts.demo
+
+bench: install
+	scripts/with-local-kafka $(BIN)/python -m bench
+
+soak: install
+	scripts/with-local-kafka $(BIN)/python -m bench.soak
+
+kafka-up: install
+	scripts/local-kafka up
+
+kafka-down:
+	scripts/local-kafka down
+
+kafka-status:
+	scripts/local-kafka status
+
+clean:
+	-scripts/local-kafka reset
+	rm -rf $(VENV) $(KAFKA_LIB) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Alerter: consumes readings, alerts Slack when a GPU runs too hot."""

@@ -1,0 +1,1 @@
+"""Publisher: simulates GPU temperature readings and produces them to Kafka."""

@@ -1,0 +1,1 @@
+"""Code that the publisher and the alerter share: the message contract, configuration, Kafka, logging."""

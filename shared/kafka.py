@@ -1,0 +1,173 @@
+"""Kafka client construction and the admin steps both services need.
+
+Nothing here connects on import; builders return clients that connect lazily,
+and the admin helpers are bounded in time so start-up can never hang silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+log = logging.getLogger(__name__)
+
+# murmur2 like Kafka's Java client and franz-go, so a device lands on the same
+# partition whichever client produced it (librdkafka's default is crc32).
+PARTITIONER = "murmur2_random"
+
+
+def common_config(brokers: str, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": brokers,
+        "client.id": client_id,
+        # Redpanda and Kafka both advertise 127.0.0.1 locally; IPv4 avoids a
+        # futile ::1 attempt on every reconnect.
+        "broker.address.family": "v4",
+        "reconnect.backoff.ms": 100,
+        "reconnect.backoff.max.ms": 5_000,
+        "socket.keepalive.enable": True,
+        "log.connection.close": False,
+    }
+
+
+def producer_config(brokers: str, client_id: str, **overrides: Any) -> dict[str, Any]:
+    """Durable, ordered, deduplicated: acks=all with the idempotent producer."""
+    config = {
+        **common_config(brokers, client_id),
+        "acks": "all",
+        "enable.idempotence": True,
+        "partitioner": PARTITIONER,
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "compression.type": "lz4",
+        "message.timeout.ms": 120_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 512 * 1024,
+    }
+    config.update(overrides)
+    return config
+
+
+def consumer_config(brokers: str, client_id: str, group_id: str, offset_reset: str, **overrides: Any) -> dict[str, Any]:
+    """Manual commits of stored offsets: an offset is stored only once its record is fully handled."""
+    config = {
+        **common_config(brokers, client_id),
+        "group.id": group_id,
+        "auto.offset.reset": offset_reset,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "session.timeout.ms": 30_000,
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+    config.update(overrides)
+    return config
+
+
+def admin_client(brokers: str, client_id: str) -> AdminClient:
+    return AdminClient(common_config(brokers, client_id))
+
+
+def wait_for_cluster(
+    admin: AdminClient,
+    *,
+    attempts: int,
+    initial_backoff: float = 0.5,
+    max_backoff: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+    describe: str = "Kafka cluster",
+) -> int:
+    """Block until the cluster answers metadata; return how many brokers it has.
+
+    Retries with exponential backoff and jitter, one log line per attempt, and
+    raises ConnectionError with a clear message after `attempts` failures.
+    """
+    backoff = initial_backoff
+    for attempt in range(1, attempts + 1):
+        try:
+            metadata = admin.list_topics(timeout=5)
+        except KafkaException as exc:
+            reason = str(exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc)
+        else:
+            return len(metadata.brokers)
+        if attempt == attempts:
+            break
+        delay = min(max_backoff, backoff) * random.uniform(0.8, 1.2)
+        log.warning(
+            "%s not reachable (attempt %d/%d: %s); retrying in %.1fs",
+            describe, attempt, attempts, reason, delay,
+            extra={"attempt": attempt, "attempts": attempts},
+        )
+        sleep(delay)
+        backoff *= 2
+    raise ConnectionError(f"{describe} not reachable after {attempts} attempts")
+
+
+def cluster_default_replication(admin: AdminClient, timeout: float = 10.0) -> int | None:
+    """The brokers' default.replication.factor, or None if it cannot be read (let the broker decide)."""
+    metadata = admin.list_topics(timeout=timeout)
+    if not metadata.brokers:
+        return None
+    broker_id = str(next(iter(metadata.brokers)))
+    resource = ConfigResource(ConfigResource.Type.BROKER, broker_id)
+    try:
+        configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException:
+        return None
+    entry = configs.get("default.replication.factor")
+    try:
+        return int(entry.value) if entry is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def ensure_topic(
+    admin: AdminClient,
+    name: str,
+    *,
+    partitions: int,
+    replication_factor: int | None = None,
+    config: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> bool:
+    """Create the topic if missing (True when created); an existing topic is left as it is.
+
+    replication_factor None means the cluster's own default (-1 on the wire).
+    """
+    metadata = admin.list_topics(timeout=timeout)
+    if name in metadata.topics and metadata.topics[name].error is None:
+        return False
+    topic = NewTopic(
+        name,
+        num_partitions=partitions,
+        replication_factor=-1 if replication_factor is None else replication_factor,
+        config=config or {},
+    )
+    future = admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise
+    _wait_for_topic(admin, name, partitions, timeout)
+    log.info("created topic %s", name, extra={"topic": name, "partitions": partitions})
+    return True
+
+
+def _wait_for_topic(admin: AdminClient, name: str, partitions: int, timeout: float) -> None:
+    """New topics take a moment to reach every broker's metadata; wait for their leaders."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        topic = admin.list_topics(topic=name, timeout=timeout).topics.get(name)
+        if topic is not None and topic.error is None and len(topic.partitions) == partitions and all(
+            p.leader >= 0 for p in topic.partitions.values()
+        ):
+            return
+        time.sleep(0.1)

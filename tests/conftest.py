@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite: a real Kafka cluster and names that never collide."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from shared.kafka import admin_client
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _docker_engine_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a real cluster.
+
+    In order: KAFKA_BOOTSTRAP_SERVERS (a user's own Redpanda or Kafka; `make test`
+    sets it to the local cluster), a Redpanda container when a Docker engine
+    answers, else the local two-broker cluster, started here and stopped after.
+    """
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import RedpandaContainer  # noqa: PLC0415 - only with Docker
+
+        with RedpandaContainer("docker.redpanda.com/redpandadata/redpanda:v24.2.18") as redpanda:
+            yield redpanda.get_bootstrap_server()
+        return
+    script = REPO / "scripts" / "local-kafka"
+    was_running = subprocess.run([script, "status"], capture_output=True).returncode == 0
+    result = subprocess.run([script, "up"], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"could not start the local Kafka cluster: {result.stderr.strip()}")
+    try:
+        yield result.stdout.strip().splitlines()[-1]
+    finally:
+        if not was_running:
+            subprocess.run([script, "down"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> AdminClient:
+    return admin_client(kafka_bootstrap, "tests-admin")
+
+
+@pytest.fixture
+def unique() -> str:
+    """A suffix for topic and group names, so tests never read each other's records."""
+    return uuid.uuid4().hex[:12]

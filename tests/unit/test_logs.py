@@ -1,0 +1,53 @@
+"""Log lines carry their identifiers in both formats."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from shared.logs import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_json_format_is_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """LOG_FORMAT=json gives one parseable object with level, event and the extra fields."""
+    configure_logging("info", "json")
+    logging.getLogger("alerter").warning("bad record skipped", extra={"partition": 3, "offset": 42})
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "warning"
+    assert entry["event"] == "bad record skipped"
+    assert entry["logger"] == "alerter"
+    assert (entry["partition"], entry["offset"]) == (3, 42)
+    assert entry["time"].endswith("Z")
+
+
+def test_text_format_appends_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """The readable format keeps the message first and appends key=value pairs."""
+    configure_logging("info", "text")
+    logging.getLogger("publisher").info("Published HIGH TEMP", extra={"device": "gpu-1"})
+    line = capsys.readouterr().err.strip()
+    assert "INFO" in line
+    assert "publisher: Published HIGH TEMP" in line
+    assert line.endswith("device=gpu-1")
+
+
+def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    """LOG_LEVEL=warning hides info lines."""
+    configure_logging("warning", "text")
+    logging.getLogger("x").info("hidden")
+    logging.getLogger("x").warning("shown")
+    err = capsys.readouterr().err
+    assert "hidden" not in err
+    assert "shown" in err
