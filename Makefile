@@ -49,7 +49,7 @@ integration: install
 	scripts/with-local-kafka scripts/run-pytest tests/integration
 
 demo: install
-	scripts/with-local-kafka $(BIN)/python -m scripts.demo
+	scripts/with-local-kafka $(BIN)/python scripts/demo.py
 
 bench: install
 	scripts/with-local-kafka $(BIN)/python -m bench
