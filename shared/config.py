@@ -12,10 +12,13 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from dotenv import dotenv_values
+
+from shared.logs import LOG_FORMATS, LOG_LEVELS
 
 EXIT_CONFIG_ERROR = 2
 
@@ -154,3 +157,29 @@ def exit_on_config_error(service: str, error: ConfigError) -> NoReturn:
     """One line on stderr and exit code 2: a bad setting is the operator's to fix, not a crash."""
     print(f"{service}: configuration error: {error}", file=sys.stderr)  # noqa: T201
     raise SystemExit(EXIT_CONFIG_ERROR)
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """Settings both services read under the same names."""
+
+    brokers: str
+    log_level: str
+    log_format: str
+    metrics_port: int
+    startup_attempts: int
+    startup_backoff_max: float
+    topic_replication_factor: int | None  # None: the cluster's default
+
+
+def load_common(env: Env, *, default_metrics_port: int) -> CommonSettings:
+    rf = env.integer("TOPIC_REPLICATION_FACTOR", 0, minimum=0, maximum=16)
+    return CommonSettings(
+        brokers=env.broker_list("REDPANDA_BROKERS", "localhost:9092"),
+        log_level=env.choice("LOG_LEVEL", "info", LOG_LEVELS),
+        log_format=env.choice("LOG_FORMAT", "text", LOG_FORMATS),
+        metrics_port=env.integer("METRICS_PORT", default_metrics_port, minimum=0, maximum=65535),
+        startup_attempts=env.integer("STARTUP_ATTEMPTS", 10, minimum=1),
+        startup_backoff_max=env.duration("STARTUP_BACKOFF_MAX", 10.0, minimum=0.01),
+        topic_replication_factor=rf or None,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -66,3 +67,27 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     # Third-party chatter stays at warning unless we debug.
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+class Throttle:
+    """Says whether a repeated event should be logged now: once per `interval` seconds per key.
+
+    Broker outages and Slack failures repeat for every record; an incident
+    should cost a few log lines, with a count of what was suppressed.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None to stay quiet; otherwise how many were suppressed since the last allowed one."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)

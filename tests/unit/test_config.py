@@ -99,3 +99,20 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     merged = load_environment(dotenv, base={"REDPANDA_TOPIC": "from-env"})
     assert merged["NUM_DEVICES"] == "9"
     assert merged["REDPANDA_TOPIC"] == "from-env"
+
+
+def test_common_settings_defaults_and_overrides() -> None:
+    """Both services read brokers, logging, metrics port, start-up retries and replication the same way."""
+    from shared.config import load_common  # noqa: PLC0415
+
+    defaults = load_common(Env({}), default_metrics_port=9100)
+    assert defaults.brokers == "localhost:9092"
+    assert (defaults.log_level, defaults.log_format, defaults.metrics_port) == ("info", "text", 9100)
+    assert defaults.topic_replication_factor is None
+    custom = load_common(
+        Env({"TOPIC_REPLICATION_FACTOR": "3", "METRICS_PORT": "0", "STARTUP_BACKOFF_MAX": "2s"}),
+        default_metrics_port=9101,
+    )
+    assert (custom.topic_replication_factor, custom.metrics_port, custom.startup_backoff_max) == (3, 0, 2.0)
+    with pytest.raises(ConfigError, match="STARTUP_ATTEMPTS"):
+        load_common(Env({"STARTUP_ATTEMPTS": "0"}), default_metrics_port=9100)

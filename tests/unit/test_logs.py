@@ -51,3 +51,18 @@ def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "hidden" not in err
     assert "shown" in err
+
+
+def test_throttle_allows_once_per_interval_and_counts_the_rest() -> None:
+    """Repeats within the interval are suppressed and counted; the next allowed one reports the count."""
+    from shared.logs import Throttle  # noqa: PLC0415
+
+    now = [0.0]
+    throttle = Throttle(10.0, clock=lambda: now[0])
+    assert throttle.allow("broker-1") == 0
+    assert throttle.allow("broker-1") is None
+    assert throttle.allow("broker-2") == 0, "keys are independent"
+    now[0] = 5.0
+    assert throttle.allow("broker-1") is None
+    now[0] = 10.0
+    assert throttle.allow("broker-1") == 2
