@@ -1,0 +1,102 @@
+"""The container files as Docker would read them, for tests that run without a Docker engine.
+
+Compose files go through the real Compose CLI (`docker-compose config`), which validates them
+against the Compose Specification and resolves interpolation, merges and defaults; Dockerfiles go
+through BuildKit's own parser. Tests then assert on what Docker would actually do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dockerfile
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COMPOSE_FILE = REPO / "docker-compose.yml"
+HA_FILE = REPO / "docker-compose.ha.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+
+
+def tool(name: str) -> str:
+    """A binary installed into the virtual environment by a dev dependency (or on PATH)."""
+    candidate = BIN / name
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found: run `make install` (it is a dev dependency)")
+    return found
+
+
+def run_compose(*args: str, files: tuple[Path, ...] = (COMPOSE_FILE,), env_file: Path = ENV_EXAMPLE,
+                profiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """`docker-compose -f ... --env-file ... ARGS` with none of the caller's variables leaking in."""
+    command = [tool("docker-compose"), "--project-directory", str(REPO), "--env-file", str(env_file)]
+    for file in files:
+        command += ["-f", str(file)]
+    for profile in profiles:
+        command += ["--profile", profile]
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=environment, timeout=60)
+
+
+def compose_config(*, files: tuple[Path, ...] = (COMPOSE_FILE,), env_file: Path = ENV_EXAMPLE,
+                   profiles: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The validated, fully resolved compose model; fails with Compose's own message if invalid."""
+    result = run_compose("config", "--format", "json", files=files, env_file=env_file, profiles=profiles)
+    if result.returncode != 0:
+        raise AssertionError(f"docker-compose config rejected {[f.name for f in files]}: {result.stderr.strip()}")
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One Dockerfile instruction as BuildKit parses it."""
+
+    cmd: str
+    value: tuple[str, ...]
+    flags: tuple[str, ...]
+    json: bool
+    original: str
+
+
+def dockerfile_instructions(path: Path) -> list[Instruction]:
+    return [
+        Instruction(c.cmd.upper(), tuple(c.value), tuple(c.flags), bool(c.json), c.original)
+        for c in dockerfile.parse_file(str(path))
+    ]
+
+
+def final_stage(instructions: list[Instruction]) -> list[Instruction]:
+    """Instructions from the last FROM on: what the shipped image is made of."""
+    last_from = max(i for i, instruction in enumerate(instructions) if instruction.cmd == "FROM")
+    return instructions[last_from:]
+
+
+def image_command(path: Path) -> list[str]:
+    """ENTRYPOINT + CMD of the final image, as Docker runs them (both must be exec form)."""
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    cmd_set_here = False
+    for instruction in final_stage(dockerfile_instructions(path)):
+        if instruction.cmd in ("ENTRYPOINT", "CMD"):
+            if not instruction.json:
+                raise AssertionError(f"{path.name}: {instruction.cmd} is in shell form: {instruction.original}")
+            if instruction.cmd == "ENTRYPOINT":
+                entrypoint = list(instruction.value)
+                if not cmd_set_here:
+                    cmd = []  # ENTRYPOINT drops the CMD inherited from the base image (python's "python3")
+            else:
+                cmd, cmd_set_here = list(instruction.value), True
+    if not entrypoint:
+        raise AssertionError(f"{path.name}: the final stage has no ENTRYPOINT")
+    return entrypoint + cmd
