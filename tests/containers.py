@@ -12,11 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dockerfile
+import promql_parser
+from prometheus_client.metrics_core import Metric
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -100,3 +103,45 @@ def image_command(path: Path) -> list[str]:
     if not entrypoint:
         raise AssertionError(f"{path.name}: the final stage has no ENTRYPOINT")
     return entrypoint + cmd
+
+
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "gpu-temperature.json"
+_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
+
+
+def queryable_names(families: Iterable[Metric]) -> set[str]:
+    """The series names PromQL can select for these metric families (counters end in _total, and so on).
+
+    Works from the families' names and types, so a labelled metric that has seen no traffic yet counts too.
+    """
+    names: set[str] = set()
+    for family in families:
+        suffixes = _SUFFIXES.get(family.type, ("",))
+        names |= {family.name + suffix for suffix in suffixes}
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every query of every panel, rows' nested panels included."""
+    dashboard = json.loads(path.read_text())
+    queries: list[tuple[str, str]] = []
+    pending = list(dashboard["panels"])
+    while pending:
+        panel = pending.pop(0)
+        pending += panel.get("panels", [])
+        queries += [(panel["title"], target["expr"]) for target in panel.get("targets", [])]
+    return queries
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects, from a real PromQL parse ($__rate_interval read as 1m)."""
+    names: set[str] = set()
+
+    def visit(node: promql_parser.Expr) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr.replace("$__rate_interval", "1m")), visit)
+    return names

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from alerter.settings import load_settings as load_alerter_settings
+from publisher.settings import load_settings as load_publisher_settings
+from shared.config import Env, parse_duration
 from tests.containers import COMPOSE_FILE, HA_FILE, REPO, compose_config, run_compose
 
 SERVICES = {"redpanda-1", "redpanda-2", "redpanda-console", "gpu-temp-publisher", "gpu-temp-alert", "slack-stand-in"}
@@ -187,10 +190,26 @@ def test_slack_stand_in_runs_the_projects_stand_in(config: dict[str, Any]) -> No
     assert "3001/healthz" in " ".join(stand_in["healthcheck"]["test"])
 
 
-def test_graceful_stop_window(config: dict[str, Any]) -> None:
-    """docker stop waits long enough for the publisher's flush and the alerter's final commit."""
-    for name in ("gpu-temp-publisher", "gpu-temp-alert"):
-        assert config["services"][name]["stop_grace_period"] == "30s"
+def test_services_accept_the_compose_environment(config: dict[str, Any]) -> None:
+    """Each service's own settings loader accepts the environment compose gives it, with the intended values."""
+    publisher = load_publisher_settings(Env(config["services"]["gpu-temp-publisher"]["environment"]))
+    assert publisher.common.brokers == "redpanda-1:29092,redpanda-2:29093"
+    assert publisher.common.topic_replication_factor == 1
+    assert publisher.num_devices == 5
+    alerter = load_alerter_settings(Env(config["services"]["gpu-temp-alert"]["environment"]))
+    assert alerter.threshold == 150.0
+    assert alerter.webhook_url.reveal() == STAND_IN_URL
+    assert alerter.common.topic_replication_factor == 1
+
+
+def test_docker_stop_waits_for_a_graceful_shutdown(config: dict[str, Any]) -> None:
+    """docker stop's grace period outlasts the publisher's flush and the alerter's drain plus shutdown notice."""
+    services = config["services"]
+    publisher = load_publisher_settings(Env(services["gpu-temp-publisher"]["environment"]))
+    assert parse_duration(services["gpu-temp-publisher"]["stop_grace_period"]) > publisher.flush_timeout
+    alerter = load_alerter_settings(Env(services["gpu-temp-alert"]["environment"]))
+    grace = parse_duration(services["gpu-temp-alert"]["stop_grace_period"])
+    assert grace > alerter.shutdown_timeout + alerter.slack_timeout
 
 
 def test_ha_override_adds_a_third_node_and_creates_topics_with_rf3(ha_config: dict[str, Any]) -> None:
