@@ -145,3 +145,16 @@ def promql_metric_names(expr: str) -> set[str]:
 
     promql_parser.walk(promql_parser.parse(expr.replace("$__rate_interval", "1m")), visit)
     return names
+
+
+# The lines the README's Docker quick start quotes; the entrypoint test finds them in the real output.
+HIGH_TEMP_LINE = r"Published HIGH TEMP: Device \S+ - \d+\.\d{2}°C"
+ALERT_LINE = r"HIGH TEMPERATURE ALERT: Device \S+ - \d+\.\d{2}°C exceeds threshold of 150\.00°C"
+
+
+def readme_section(title: str) -> str:
+    """The README's `## title` section, up to the next second-level heading."""
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]

@@ -11,7 +11,16 @@ import pytest
 from alerter.settings import load_settings as load_alerter_settings
 from publisher.settings import load_settings as load_publisher_settings
 from shared.config import Env, parse_duration
-from tests.containers import COMPOSE_FILE, HA_FILE, REPO, compose_config, run_compose
+from tests.containers import (
+    ALERT_LINE,
+    COMPOSE_FILE,
+    HA_FILE,
+    HIGH_TEMP_LINE,
+    REPO,
+    compose_config,
+    readme_section,
+    run_compose,
+)
 
 SERVICES = {"redpanda-1", "redpanda-2", "redpanda-console", "gpu-temp-publisher", "gpu-temp-alert", "slack-stand-in"}
 STAND_IN_URL = "http://slack-stand-in:3001/services/stand-in"
@@ -250,3 +259,31 @@ def test_monitoring_profile_is_opt_in(config: dict[str, Any]) -> None:
         for volume in monitoring[name]["volumes"]:
             if volume["type"] == "bind":
                 assert Path(volume["source"]).exists(), f"{name} mounts a missing {volume['source']}"
+
+
+def test_readme_docker_quick_start_matches_the_compose_files(config: dict[str, Any], ha_config: dict[str, Any]) -> None:
+    """Every container, port and URL the README's Docker section names is what the compose files define."""
+    section = readme_section("Docker")
+    monitoring = compose_config(profiles=("monitoring",))
+    every = {**monitoring["services"], **ha_config["services"]}
+    published = {port for service in every.values() for _, port, _ in _ports(service)}
+    assert set(re.findall(r"docker logs -f ([\w-]+)", section)) <= {s["container_name"] for s in every.values()}
+    assert {"gpu-temp-publisher", "gpu-temp-alert"} <= set(re.findall(r"docker logs -f ([\w-]+)", section))
+    table = set(re.findall(r"^\| `([\w-]+)`", section, flags=re.MULTILINE))
+    assert table == SERVICES, "the table lists exactly the default services"
+    for port in re.findall(r"localhost:(\d+)", section):
+        assert int(port) in published, f"README names localhost:{port}, which compose does not publish"
+    for port in ("8080", "3000", "9090", "9092", "9093", "9094"):
+        assert f"localhost:{port}" in section
+    assert "150 °C" in section
+    assert config["services"]["gpu-temp-alert"]["environment"]["TEMPERATURE_THRESHOLD"] == "150"
+    assert "docker compose up -d" in section
+    assert "docker compose -f docker-compose.yml -f docker-compose.ha.yml up -d" in section
+    assert "docker compose --profile monitoring up -d" in section
+
+
+def test_readme_quotes_the_log_lines_the_services_print() -> None:
+    """The README's sample log lines have the exact form the entrypoint test finds in the real output."""
+    section = readme_section("Docker")
+    assert re.search(HIGH_TEMP_LINE, section)
+    assert re.search(ALERT_LINE, section)
