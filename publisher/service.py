@@ -1,0 +1,263 @@
+"""The ticker loop: simulate a tick, encode it, hand it to the sink; pause when the buffer is full.
+
+The loop gets everything from outside (sink, clocks, wait, random generator)
+so unit tests drive it with a fake sink and a fake clock, and the entry
+point wires in Kafka and real time. It never drops a reading: when the
+cluster falls behind or goes away the buffer fills up to its bound and the
+ticker pauses (backpressure) until the cluster catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from publisher.encoding import ReadingEncoder, published, rfc3339
+from publisher.high_temp import HighTempLog
+from publisher.metrics import PublisherMetrics
+from publisher.settings import HIGH_TEMPERATURE
+from publisher.simulator import Fleet, FleetState, advance
+from publisher.ticker import next_tick
+from shared.logs import Throttle
+
+log = logging.getLogger(__name__)
+
+BACKPRESSURE_POLL = 0.1  # seconds per wait for deliveries while paused
+RESUME_FRACTION = 0.5  # a pause ends once the buffer is down to this fraction of its bound
+
+
+class Sink(Protocol):
+    """Where readings go (Kafka in production, a list in unit tests)."""
+
+    def send(self, keys: Sequence[bytes], values: Sequence[bytes], give_up: Callable[[], bool]) -> int: ...
+    def pending(self) -> int: ...
+    def poll(self, timeout: float) -> None: ...
+    def flush(self, timeout: float) -> int: ...
+    def take_failures(self) -> dict[str, int]: ...
+    def fatal_error(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Summary:
+    ticks: int
+    produced: int
+    delivered: int
+    failed: int  # reported failed by the producer
+    unflushed: int  # still queued when the flush timed out
+    elapsed: float  # seconds from the first tick to the end of the flush
+    fatal: str | None = None
+
+    @property
+    def undelivered(self) -> int:
+        return self.failed + self.unflushed
+
+    @property
+    def ok(self) -> bool:
+        return self.undelivered == 0 and self.fatal is None
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    interval: float  # seconds; 0 = as fast as possible
+    max_ticks: int | None = None
+    flush_timeout: float = 30.0
+
+
+def _wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+class PublisherService:
+    def __init__(
+        self,
+        *,
+        fleet: Fleet,
+        state: FleetState,
+        abnormal_probability: float,
+        rng: np.random.Generator,
+        sink: Sink,
+        metrics: PublisherMetrics,
+        stop: threading.Event,
+        timing: Timing,
+        max_buffered: int,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock_us: Callable[[], int] = _wall_clock_us,
+        wait: Callable[[float], object] | None = None,
+    ) -> None:
+        self._fleet = fleet
+        self._state = state
+        self._abnormal_probability = abnormal_probability
+        self._rng = rng
+        self._sink = sink
+        self._metrics = metrics
+        self._stop = stop
+        self._timing = timing
+        self._max_buffered = max_buffered
+        self._monotonic = monotonic
+        self._wall_clock_us = wall_clock_us
+        self._wait = wait or stop.wait
+        self._encoder = ReadingEncoder(fleet)
+        self._high_temp = HighTempLog(monotonic)
+        self._throttle = Throttle(10.0, monotonic)
+        self._last_timestamp_us = 0
+        self._ticks = 0
+        self._produced = 0
+        self._failed = 0
+        self._delivered = 0
+        metrics.buffer_limit.set(max_buffered)
+
+    def run(self) -> Summary:
+        """Tick until stopped, MAX_TICKS or a fatal producer error; then flush within the timeout."""
+        start = self._monotonic()
+        try:
+            self._tick_until_stopped(start)
+        finally:
+            summary = self._finish(start)
+        return summary
+
+    def _tick_until_stopped(self, origin: float) -> None:
+        interval, max_ticks = self._timing.interval, self._timing.max_ticks
+        slot = 0
+        while not self._stopping():
+            if not self._has_room():
+                self._pause_until_room()
+                if interval > 0:  # the slots that passed while paused are gone, as after an overrun
+                    following = next_tick(origin, interval, slot - 1, self._monotonic())
+                    slot = following.slot
+                    self._wait(following.delay)
+                continue
+            self._tick()
+            if max_ticks is not None and self._ticks >= max_ticks:
+                return
+            following = next_tick(origin, interval, slot, self._monotonic())
+            if following.skipped:
+                self._report_overrun(slot, following.skipped)
+            slot = following.slot
+            if following.delay > 0:
+                self._wait(following.delay)
+
+    def _tick(self) -> None:
+        readings, self._state = advance(self._fleet, self._state, self._abnormal_probability, self._rng)
+        values = self._encoder.encode(readings, rfc3339(self._next_timestamp_us()))
+        sent = self._sink.send(self._encoder.keys, values, self._stopping)
+        self._produced += sent
+        self._metrics.produced.inc(sent)
+        temperatures = published(readings.temperature)
+        hot = np.flatnonzero(temperatures[:sent] > HIGH_TEMPERATURE)
+        self._metrics.high_temperature.inc(len(hot))
+        self._high_temp.record(self._fleet.device_ids, temperatures, hot)
+        if sent == len(values):
+            self._ticks += 1
+            self._metrics.ticks.inc()
+            self._metrics.fleet_temperatures.update(temperatures)
+        self._sink.poll(0)
+        self._account()
+
+    def _next_timestamp_us(self) -> int:
+        """The wall clock, nudged forward if needed so each device's timestamps strictly increase."""
+        now = max(self._wall_clock_us(), self._last_timestamp_us + 1)
+        self._last_timestamp_us = now
+        return now
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self._sink.fatal_error() is not None
+
+    def _has_room(self) -> bool:
+        return self._sink.pending() + len(self._fleet) <= self._max_buffered
+
+    def _pause_until_room(self) -> None:
+        """Backpressure: stop ticking until the cluster has taken half the buffer (or a stop request)."""
+        started = self._monotonic()
+        pending = self._sink.pending()
+        log.warning(
+            "backpressure: %d readings waiting for the cluster (MAX_BUFFERED_READINGS=%d); ticker paused until"
+            " they are down to %d",
+            pending, self._max_buffered, int(self._max_buffered * RESUME_FRACTION),
+            extra={"pending": pending, "limit": self._max_buffered},
+        )
+        self._metrics.backpressure_pauses.inc()
+        resume_at = self._max_buffered * RESUME_FRACTION
+        while not self._stopping() and self._sink.pending() + len(self._fleet) > resume_at:
+            self._sink.poll(BACKPRESSURE_POLL)
+            self._account()
+        paused = self._monotonic() - started
+        self._metrics.backpressure_seconds.inc(paused)
+        log.info(
+            "backpressure over after %.1fs: %d readings waiting; ticker resumed",
+            paused, self._sink.pending(),
+            extra={"paused_s": round(paused, 3), "pending": self._sink.pending()},
+        )
+
+    def _report_overrun(self, slot: int, skipped: int) -> None:
+        self._metrics.tick_overruns.inc()
+        self._metrics.skipped_slots.inc(skipped)
+        suppressed = self._throttle.allow("overrun")
+        if suppressed is not None:
+            log.warning(
+                "tick %d overran its %gms slot; skipped %d slot(s) instead of catching up"
+                " (%d overruns not logged since)",
+                slot, self._timing.interval * 1000, skipped, suppressed,
+                extra={"slot": slot, "skipped": skipped, "suppressed": suppressed},
+            )
+
+    def _account(self) -> None:
+        """Fold failure reports and the queue depth into the counts and metrics."""
+        for reason, count in self._sink.take_failures().items():
+            self._failed += count
+            self._metrics.delivery_errors.labels(reason).inc(count)
+        pending = self._sink.pending()
+        self._metrics.queue_depth.set(pending)
+        # Neither pending nor failed means acknowledged (see kafka_sink); pending may briefly
+        # count non-message events too, which only makes this an underestimate.
+        delivered = self._produced - self._failed - pending
+        if delivered > self._delivered:
+            self._metrics.delivered.inc(delivered - self._delivered)
+            self._delivered = delivered
+
+    def _finish(self, start: float) -> Summary:
+        self._high_temp.close()
+        pending = self._sink.pending()
+        if pending:
+            log.info(
+                "flushing %d readings (up to %gs)", pending, self._timing.flush_timeout,
+                extra={"pending": pending},
+            )
+        unflushed = self._sink.flush(self._timing.flush_timeout)
+        self._account()
+        summary = Summary(
+            ticks=self._ticks,
+            produced=self._produced,
+            delivered=self._delivered,
+            failed=self._failed,
+            unflushed=unflushed,
+            elapsed=self._monotonic() - start,
+            fatal=self._sink.fatal_error(),
+        )
+        log.log(
+            logging.INFO if summary.ok else logging.ERROR,
+            "stopped after %d ticks: %d readings produced, %d delivered, %d not delivered"
+            " (%d failed, %d still queued when the flush ended); %.0f readings/s",
+            summary.ticks, summary.produced, summary.delivered, summary.undelivered,
+            summary.failed, summary.unflushed, summary.rate,
+            extra={
+                "ticks": summary.ticks,
+                "produced": summary.produced,
+                "delivered": summary.delivered,
+                "undelivered": summary.undelivered,
+                "failed": summary.failed,
+                "unflushed": summary.unflushed,
+                "elapsed_s": round(summary.elapsed, 3),
+                "readings_per_s": round(summary.rate, 1),
+            },
+        )
+        return summary
