@@ -64,7 +64,13 @@ class KafkaSink:
         self._throttle = Throttle(LOG_EVERY)
         self._failures: collections.Counter[str] = collections.Counter()
         self._fatal: str | None = None
-        self._producer = Producer({**config, "on_delivery": self._on_delivery, "error_cb": self._on_error})
+        self._producer = Producer({
+            **config,
+            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
+            # librdkafka's own lines go through logging (served by poll), so LOG_FORMAT=json covers them too.
+            "logger": logging.getLogger("publisher.librdkafka"),
+        })
 
     def send(self, keys: Sequence[bytes], values: Sequence[bytes], give_up: Callable[[], bool]) -> int:
         """Queue one record per key, in order; returns how many were queued (all, unless `give_up` said so).
