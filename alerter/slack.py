@@ -1,0 +1,273 @@
+"""Slack incoming-webhook messages (pure formatting) and the webhook client (one attempt, and a retry loop).
+
+Formatting reproduces the Go original field by field, including what its JSON
+`omitempty` tags drop (an empty GPU model, the Time field's `short: false`),
+and escapes the untrusted text of a reading (`&`, `<`, `>`) as Slack requires,
+so a device id cannot ping `@channel` or smuggle in a link.
+
+The client never puts the webhook URL in an exception, a log line or a repr:
+failures are described by status, Slack's short body, or the exception type.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Final
+
+import msgspec
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
+
+from alerter.settings import Secret
+from shared.models import AlertEvent
+
+USERNAME: Final = "GPU Temperature Monitor"
+ALERT_ICON: Final = ":fire:"
+NOTICE_ICON: Final = ":thermometer:"
+TITLE: Final = "🔥 GPU IS MELTING 🔥"
+FOOTER: Final = "GPU Temperature Monitoring System"
+FOOTER_ICON: Final = "https://platform.slack-edge.com/img/default_application_icon.png"
+RED: Final = "#FF0000"
+ORANGE: Final = "#FFA500"
+SEVERE_MARGIN: Final = 20.0  # at or above threshold + 20 °C the attachment is red, below it orange
+STARTUP_TEXT: Final = "🚀 GPU Temperature Alert Service started. Monitoring temperatures..."
+SHUTDOWN_TEXT: Final = "🛑 GPU Temperature Alert Service shutting down"
+
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_encoder = msgspec.json.Encoder()
+
+
+def escape(text: str) -> str:
+    """Slack's control characters in message text: `&`, `<` and `>` (nothing else needs escaping)."""
+    return text.translate(_ESCAPES)
+
+
+def rfc1123(moment: datetime) -> str:
+    """Go's `time.RFC1123` layout in English whatever the locale; a zone without a name prints as -0700."""
+    offset = moment.utcoffset() or timedelta(0)
+    if offset == timedelta(0):
+        zone = "UTC"
+    else:
+        minutes = int(offset.total_seconds()) // 60
+        sign = "+" if minutes >= 0 else "-"
+        zone = f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    return (
+        f"{_DAYS[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]} {moment.year:04d} "
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} {zone}"
+    )
+
+
+def _field(title: str, value: str, short: bool) -> dict[str, Any]:
+    """A field as Go's `omitempty` writes it: no empty value, no `short: false`."""
+    field: dict[str, Any] = {"title": title}
+    if value:
+        field["value"] = value
+    if short:
+        field["short"] = True
+    return field
+
+
+def alert_message(alert: AlertEvent, channel: str) -> dict[str, Any]:
+    """The original's alert: one attachment, colour by severity, eight fields."""
+    temperature, threshold = alert.temperature, alert.temperature_threshold
+    device = escape(alert.device_id)
+    attachment: dict[str, Any] = {
+        "fallback": f"GPU IS MELTING: {temperature:.2f}°C on {device}",
+        "color": ORANGE if temperature < threshold + SEVERE_MARGIN else RED,
+        "title": TITLE,
+        "text": f"Temperature of *{temperature:.2f}°C* detected, exceeding threshold of *{threshold:.2f}°C*",
+        "fields": [
+            _field("Device ID", device, True),
+            _field("Temperature", f"{temperature:.2f}°C", True),
+            _field("Threshold", f"{threshold:.2f}°C", True),
+            _field("GPU Model", escape(alert.gpu_model), True),
+            _field("Host", escape(alert.host_name), True),
+            _field("GPU Utilization", f"{alert.gpu_util:.2f}%", True),
+            _field("Power Consumption", f"{alert.power_consume:.2f} W", True),
+            _field("Time", rfc1123(alert.timestamp), False),
+        ],
+        "footer": FOOTER,
+        "footer_icon": FOOTER_ICON,
+    }
+    unix = math.floor(alert.timestamp.timestamp())
+    if unix:
+        attachment["ts"] = unix
+    message: dict[str, Any] = {"username": USERNAME, "icon_emoji": ALERT_ICON, "attachments": [attachment]}
+    if channel:
+        message = {"channel": channel, **message}
+    return message
+
+
+def notice_message(text: str, channel: str) -> dict[str, Any]:
+    """A plain notification (start-up, shutdown), as the original's SendNotification."""
+    message: dict[str, Any] = {"text": text, "username": USERNAME, "icon_emoji": NOTICE_ICON}
+    if channel:
+        message = {"channel": channel, **message}
+    return message
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    return _encoder.encode(message)
+
+
+class Outcome(Enum):
+    ACCEPTED = "accepted"
+    RETRY = "retry"  # worth another try: timeout, connection error, 5xx, 429
+    REJECTED = "rejected"  # Slack refuses this request for good (4xx other than 429): a configuration error
+
+
+@dataclass(frozen=True)
+class Attempt:
+    outcome: Outcome
+    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, rejected
+    status: int | None = None
+    body: str = ""
+    retry_after: float | None = None  # seconds Slack asked us to wait (429)
+    error: str = ""  # exception type for transport failures; never the URL
+
+    def describe(self) -> str:
+        if self.status is not None:
+            text = f"HTTP {self.status}"
+            return f"{text} {self.body}" if self.body else text
+        return f"{self.reason} ({self.error})" if self.error else self.reason
+
+
+_RETRY_AFTER_MAX: Final = 900.0
+_BODY_MAX: Final = 200
+
+
+class WebhookClient:
+    """Posts JSON to the webhook; `post` is one attempt, `deliver` retries until accepted, refused or told to stop.
+
+    Retries are an explicit loop rather than urllib3's Retry inside requests:
+    they are unbounded (a long Slack outage must not drop an alert),
+    interruptible (shutdown, partition revoked) and counted per reason. The
+    backoff is exponential with full jitter; a 429 waits what `Retry-After`
+    says, parsed by urllib3.
+    """
+
+    def __init__(
+        self,
+        url: Secret,
+        *,
+        timeout: float,
+        backoff_max: float,
+        backoff_initial: float = 0.25,
+        rng: Callable[[], float] = random.random,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._url = url
+        self._timeout = (min(timeout, 5.0), timeout)  # (connect, read)
+        self._backoff_initial = min(backoff_initial, backoff_max)
+        self._backoff_max = backoff_max
+        self._rng = rng
+        self._session = session or requests.Session()
+        self._session.mount("http://", HTTPAdapter(max_retries=0))
+        self._session.mount("https://", HTTPAdapter(max_retries=0))
+        self._retry_after = Retry()
+
+    def __repr__(self) -> str:
+        return "WebhookClient(url=Secret('********'))"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def post(self, payload: bytes) -> Attempt:
+        try:
+            response = self._session.post(
+                self._url.reveal(),
+                data=payload,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
+        except requests.ConnectionError as exc:
+            return Attempt(Outcome.RETRY, "connection", error=_root_cause(exc))
+        except requests.RequestException as exc:
+            return Attempt(Outcome.RETRY, "error", error=type(exc).__name__)
+        try:
+            return self._classify(response)
+        finally:
+            response.close()
+
+    def _classify(self, response: requests.Response) -> Attempt:
+        status = response.status_code
+        body = _printable(response.text)
+        if 200 <= status < 300:
+            return Attempt(Outcome.ACCEPTED, "accepted", status)
+        if status == 429:
+            return Attempt(Outcome.RETRY, "rate_limited", status, body, self._parse_retry_after(response))
+        if status >= 500:
+            return Attempt(Outcome.RETRY, "server_error", status, body)
+        return Attempt(Outcome.REJECTED, "rejected", status, body)
+
+    def backoff(self, failures: int) -> float:
+        """Seconds before the next try after `failures` failures in a row: exponential, full jitter."""
+        ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** min(failures - 1, 30))
+        return ceiling * (0.5 + 0.5 * self._rng())
+
+    def deliver(
+        self,
+        payload: bytes,
+        *,
+        wait: Callable[[float], bool],
+        on_retry: Callable[[Attempt, float], None] = lambda _attempt, _delay: None,
+        attempts: int | None = None,
+    ) -> Attempt:
+        """Post until accepted or refused; `wait(delay)` sleeps and returns False to give up early."""
+        failures = 0
+        while True:
+            attempt = self.post(payload)
+            if attempt.outcome is not Outcome.RETRY:
+                return attempt
+            failures += 1
+            if attempts is not None and failures >= attempts:
+                return attempt
+            delay = attempt.retry_after if attempt.retry_after is not None else self.backoff(failures)
+            on_retry(attempt, delay)
+            if not wait(delay):
+                return attempt
+
+    def _parse_retry_after(self, response: requests.Response) -> float | None:
+        value = response.headers.get("Retry-After")
+        if value is None:
+            return None
+        try:
+            return min(_RETRY_AFTER_MAX, max(0.0, float(self._retry_after.parse_retry_after(value))))
+        except InvalidHeader:
+            return None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception's type (ConnectionRefusedError, NameResolutionError...): informative and URL-free."""
+    seen: set[int] = set()
+    current: BaseException = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = current.__cause__ or current.__context__
+        if inner is None and current.args and isinstance(current.args[0], BaseException):
+            inner = current.args[0]
+        if inner is None:
+            break
+        current = inner
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+    return type(current).__name__
+
+
+def _printable(text: str) -> str:
+    """Slack's short answer (`ok`, `invalid_payload`, `no_service`), made safe for one log line."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text.strip())
+    return cleaned[:_BODY_MAX]

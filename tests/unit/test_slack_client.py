@@ -1,0 +1,120 @@
+"""The webhook client against the real local stand-in: accepted, retried, refused, and never leaking the URL."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from alerter.settings import Secret
+from alerter.slack import Attempt, Outcome, WebhookClient, encode_message, notice_message
+from alerter.slack_stand_in import SlackStandIn
+
+WEBHOOK_PATH = "services/T0SECRET/B0SECRET/tokentokentoken"
+PAYLOAD = encode_message(notice_message("hello", "#c"))
+
+
+@pytest.fixture
+def stand_in() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as server:
+        yield server
+
+
+def client_for(url: str, timeout: float = 2.0) -> WebhookClient:
+    return WebhookClient(Secret(url), timeout=timeout, backoff_max=0.05, backoff_initial=0.01, rng=lambda: 1.0)
+
+
+def deliver(client: WebhookClient, attempts: int | None = None) -> tuple[Attempt, list[tuple[Attempt, float]]]:
+    retries: list[tuple[Attempt, float]] = []
+    result = client.deliver(
+        PAYLOAD, wait=lambda _delay: True, on_retry=lambda a, d: retries.append((a, d)), attempts=attempts
+    )
+    return result, retries
+
+
+def test_accepted_on_200(stand_in: SlackStandIn) -> None:
+    """A 200 from the webhook is an accepted delivery, posted once."""
+    attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert retries == []
+    assert len(stand_in.received) == 1
+
+
+def test_5xx_is_retried_until_accepted(stand_in: SlackStandIn) -> None:
+    """500s are retried with growing backoff; the message arrives once Slack recovers."""
+    stand_in.fail(500, count=3)
+    attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert [a.reason for a, _ in retries] == ["server_error"] * 3
+    assert [d for _, d in retries] == [0.01, 0.02, 0.04]
+    assert len(stand_in.received) == 1
+
+
+def test_429_waits_what_retry_after_says(stand_in: SlackStandIn) -> None:
+    """A 429 is retried after exactly the Retry-After seconds, not the exponential backoff."""
+    stand_in.rate_limit(retry_after=7, count=1)
+    attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert [(a.reason, a.status, d) for a, d in retries] == [("rate_limited", 429, 7.0)]
+
+
+def test_other_4xx_is_refused_at_once_with_status_and_body(stand_in: SlackStandIn) -> None:
+    """A 404 (say, a deleted webhook) is not retried; the attempt carries the status and Slack's body."""
+    stand_in.fail(404, count=1)
+    attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
+    assert attempt.outcome is Outcome.REJECTED
+    assert (attempt.status, attempt.body) == (404, "refused")
+    assert retries == []
+
+
+def test_hang_times_out_and_is_retried(stand_in: SlackStandIn) -> None:
+    """A webhook that does not answer within the timeout is retried, and the next answer counts."""
+    stand_in.hang(hold=5, count=1)
+    attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH), timeout=0.3))
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert [a.reason for a, _ in retries] == ["timeout"]
+
+
+def test_connection_refused_is_retried_and_reported_without_the_url() -> None:
+    """Nothing listening is a retryable connection error described by its type, never by the URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = client_for(f"http://127.0.0.1:{port}/{WEBHOOK_PATH}")
+    attempt, retries = deliver(client, attempts=2)
+    assert attempt.outcome is Outcome.RETRY
+    assert attempt.reason == "connection"
+    assert len(retries) == 1
+    assert "SECRET" not in attempt.describe()
+    assert "SECRET" not in repr(attempt)
+    assert "SECRET" not in repr(client)
+
+
+def test_deliver_stops_when_told(stand_in: SlackStandIn) -> None:
+    """When `wait` says stop (shutdown, partition revoked), delivery ends with the last failure."""
+    stand_in.fail(500)
+    client = client_for(stand_in.webhook_url(WEBHOOK_PATH))
+    attempt = client.deliver(PAYLOAD, wait=lambda _delay: False)
+    assert attempt.outcome is Outcome.RETRY
+    assert stand_in.requests == 1
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    """Backoff doubles per failure up to the cap, and jitter keeps it within half to all of that."""
+    draws = iter([0.0, 1.0, 0.5])
+    client = WebhookClient(
+        Secret("http://127.0.0.1:1/"), timeout=1, backoff_max=1.0, backoff_initial=0.25, rng=lambda: next(draws)
+    )
+    assert client.backoff(1) == 0.125
+    assert client.backoff(2) == 0.5
+    assert client.backoff(10) == 0.75
+
+
+def test_secret_never_prints() -> None:
+    """The webhook URL is hidden in repr and str; only reveal() gives it."""
+    secret = Secret(f"https://hooks.slack.com/{WEBHOOK_PATH}")
+    assert "SECRET" not in repr(secret)
+    assert "SECRET" not in str(secret)
+    assert "SECRET" not in f"{secret}"
+    assert secret.reveal().endswith(WEBHOOK_PATH)
