@@ -69,8 +69,9 @@ def consumer_config(brokers: str, client_id: str, group_id: str, offset_reset: s
     return config
 
 
-def admin_client(brokers: str, client_id: str) -> AdminClient:
-    return AdminClient(common_config(brokers, client_id))
+def admin_client(brokers: str, client_id: str, **overrides: Any) -> AdminClient:
+    """`overrides` as for the other builders (e.g. `logger`, to route librdkafka's own lines into logging)."""
+    return AdminClient({**common_config(brokers, client_id), **overrides})
 
 
 def wait_for_cluster(

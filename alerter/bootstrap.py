@@ -1,0 +1,131 @@
+"""Wires the alerter's real edges (Kafka clients, the webhook) in one place, for the entry point and the benchmark.
+
+Nothing connects here until called: `prepare_topics` talks to the admin API,
+`build` only constructs clients, which connect lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from alerter.cooldown_store import CooldownStore
+from alerter.dead_letter import DeadLetters
+from alerter.metrics import AlerterMetrics
+from alerter.sender import AlertSender, Completion
+from alerter.service import AlerterService
+from alerter.settings import AlerterSettings
+from alerter.slack import WebhookClient
+from shared.kafka import consumer_config, ensure_topic, producer_config
+from shared.logs import Throttle
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID = "gpu-temp-alert"
+
+
+@dataclass(frozen=True)
+class TopicLayout:
+    source_partitions: int  # 0: the readings topic does not exist yet
+    alert_partitions: int
+
+
+def prepare_topics(settings: AlerterSettings, admin: AdminClient, timeout: float = 30.0) -> TopicLayout:
+    """Create the alerts and dead-letter topics when missing, with as many partitions as the readings topic.
+
+    Equal partition counts let each instance restore cooldowns from one alerts
+    partition (see cooldown_store.py). Replication: TOPIC_REPLICATION_FACTOR,
+    else the cluster's default.
+    """
+    metadata = admin.list_topics(timeout=timeout)
+    source = metadata.topics.get(settings.source_topic)
+    source_partitions = len(source.partitions) if source is not None and source.error is None else 0
+    if not source_partitions:
+        log.warning("topic %s does not exist yet; the alerter will wait for it", settings.source_topic)
+    partitions = source_partitions or 1
+    rf = settings.common.topic_replication_factor
+    for topic in (settings.alert_topic, settings.dlq_topic):
+        ensure_topic(admin, topic, partitions=partitions, replication_factor=rf, timeout=timeout)
+    alerts = admin.list_topics(topic=settings.alert_topic, timeout=timeout).topics[settings.alert_topic]
+    return TopicLayout(source_partitions, len(alerts.partitions))
+
+
+class _ThrottledLibrdkafka(logging.Filter):
+    """librdkafka repeats the same complaint on every reconnect; let one through per facility and half-minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttle = Throttle(30.0)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        facility = str(record.args[0]) if isinstance(record.args, tuple) and record.args else record.msg
+        return self._throttle.allow(facility) is not None
+
+
+def kafka_logger() -> logging.Logger:
+    logger = logging.getLogger("alerter.librdkafka")
+    if not any(isinstance(f, _ThrottledLibrdkafka) for f in logger.filters):
+        logger.addFilter(_ThrottledLibrdkafka())
+    return logger
+
+
+def build(
+    settings: AlerterSettings,
+    metrics: AlerterMetrics,
+    layout: TopicLayout,
+    *,
+    client_id: str = CLIENT_ID,
+) -> tuple[AlerterService, WebhookClient]:
+    brokers = settings.common.brokers
+    logger = kafka_logger()
+    producer = Producer(producer_config(brokers, f"{client_id}-producer", logger=logger))
+    store = CooldownStore(
+        producer,
+        lambda: Consumer(
+            consumer_config(
+                brokers, f"{client_id}-restore", f"{settings.consumer_group}.restore", "earliest", logger=logger
+            )
+        ),
+        settings.alert_topic,
+        settings.source_topic,
+        layout.alert_partitions,
+    )
+    dead_letters = DeadLetters(producer, settings.dlq_topic)
+    client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout, backoff_max=settings.slack_backoff_max)
+    completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+    sender = AlertSender(
+        client=client,
+        store=store,
+        dead_letters=dead_letters,
+        producer=producer,
+        metrics=metrics,
+        completions=completions,
+    )
+    config = consumer_config(
+        brokers,
+        client_id,
+        settings.consumer_group,
+        settings.offset_reset,
+        logger=logger,
+        **{
+            "session.timeout.ms": round(settings.session_timeout * 1000),
+            "heartbeat.interval.ms": min(3000, round(settings.session_timeout * 1000 / 3)),
+            # A topic created after we subscribed (publisher started later) is noticed within seconds, not minutes.
+            "topic.metadata.refresh.interval.ms": 10_000,
+        },
+    )
+    service = AlerterService(
+        settings=settings,
+        consumer_config=config,
+        sender=sender,
+        store=store,
+        dead_letters=dead_letters,
+        producer=producer,
+        metrics=metrics,
+        completions=completions,
+    )
+    return service, client

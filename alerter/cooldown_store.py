@@ -1,0 +1,154 @@
+"""Cooldown that survives restarts and rebalances: delivered alerts are kept on the alerts topic and read back.
+
+Every delivered alert is produced as an AlertEvent, keyed by device, with the
+alert's event time as its Kafka timestamp and headers naming the readings
+partition it came from. It goes to alerts partition `p % N` (readings
+partition p, N alerts partitions): with the same partition count on both
+topics (what the alerter creates) that is partition p itself, so the
+instance that takes over readings partition p reads exactly one alerts
+partition, from `offsets_for_times(since)` to its end, where `since` is a
+cooldown (plus clock skew and a margin) before the oldest reading it may
+decide on. With fewer alerts partitions several readings partitions share
+one and the headers tell them apart; with more, the extra ones stay empty.
+A device moves to another readings partition only when that topic's
+partition count changes: its next alert may then repeat within cooldown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Final
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from shared.codec import CONTENT_TYPE_HEADER, DecodeError, decode_alert, encode
+from shared.logs import Throttle
+from shared.models import AlertEvent
+
+log = logging.getLogger(__name__)
+
+SOURCE_TOPIC_HEADER: Final = "source-topic"
+SOURCE_PARTITION_HEADER: Final = "source-partition"
+
+OnDone = Callable[[KafkaError | None], None]
+
+
+class RestoreError(RuntimeError):
+    """The alerts topic could not be read back in time; the caller decides without restored cooldowns."""
+
+
+class CooldownStore:
+    def __init__(
+        self,
+        producer: Producer,
+        restore_consumer: Callable[[], Consumer],
+        topic: str,
+        source_topic: str,
+        partitions: int,
+    ) -> None:
+        self._producer = producer
+        self._new_consumer = restore_consumer
+        self._consumer: Consumer | None = None
+        self.topic = topic
+        self._source_topic = source_topic
+        self._source_header = source_topic.encode()
+        self.partitions = max(1, partitions)
+        self._throttle = Throttle(30.0)
+
+    def alert_partition(self, source_partition: int) -> int:
+        return source_partition % self.partitions
+
+    def record(self, alert: AlertEvent, at: float, source_partition: int, on_done: OnDone) -> None:
+        """Produce a delivered alert; `on_done(error)` runs once the broker answered."""
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            on_done(error)
+
+        headers: list[tuple[str, str | bytes | None]] = [
+            CONTENT_TYPE_HEADER,
+            (SOURCE_TOPIC_HEADER, self._source_header),
+            (SOURCE_PARTITION_HEADER, str(source_partition).encode()),
+        ]
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic,
+                    value=encode(alert),
+                    key=alert.device_id.encode(),
+                    partition=self.alert_partition(source_partition),
+                    timestamp=round(at * 1000),
+                    headers=headers,
+                    on_delivery=delivered,
+                )
+            except BufferError:
+                self._producer.poll(0.1)  # the local queue is full: let deliveries drain it
+            else:
+                return
+
+    def restore(self, source_partition: int, since: float, timeout: float) -> dict[str, tuple[float, ...]]:
+        """Event times of the alerts delivered since `since` for the devices of one readings partition."""
+        deadline = time.monotonic() + timeout
+        consumer = self._consumer or self._new_consumer()
+        self._consumer = consumer
+        alert_partition = self.alert_partition(source_partition)
+        wanted_partition = str(source_partition).encode()
+        times: dict[str, list[float]] = defaultdict(list)
+        try:
+            start = consumer.offsets_for_times(
+                [TopicPartition(self.topic, alert_partition, max(0, round(since * 1000)))], timeout=_left(deadline)
+            )[0]
+            if start.error is not None:
+                raise RestoreError(f"cannot look up offsets of {self.topic}: {start.error}")
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, alert_partition), timeout=_left(deadline)
+            )
+            if start.offset < 0 or start.offset >= high:
+                return {}
+            consumer.assign([TopicPartition(self.topic, alert_partition, start.offset)])
+            try:
+                position = start.offset
+                while position < high:
+                    if time.monotonic() >= deadline:
+                        raise RestoreError(f"reading {self.topic}[{alert_partition}] took over {timeout:g}s")
+                    for message in consumer.consume(1000, min(0.5, _left(deadline))):
+                        if message.error() is not None:
+                            continue
+                        position = max(position, (message.offset() or 0) + 1)
+                        self._collect(message, wanted_partition, times)
+            finally:
+                consumer.unassign()
+        except KafkaException as exc:
+            raise RestoreError(f"cannot read {self.topic} back: {exc}") from exc
+        return {device: tuple(ts) for device, ts in times.items()}
+
+    def _collect(self, message: Message, wanted_partition: bytes, times: dict[str, list[float]]) -> None:
+        headers = dict(message.headers() or [])
+        topic, partition = headers.get(SOURCE_TOPIC_HEADER), headers.get(SOURCE_PARTITION_HEADER)
+        if (topic is not None and topic != self._source_header) or (
+            partition is not None and partition != wanted_partition
+        ):
+            return
+        try:
+            alert = decode_alert(message.value())
+        except DecodeError as error:
+            if self._throttle.allow("bad-alert") is not None:
+                log.warning(
+                    "skipping an unreadable record on the alerts topic: %s",
+                    error.reason,
+                    extra={"topic": self.topic, "partition": message.partition(), "offset": message.offset()},
+                )
+            return
+        kind, millis = message.timestamp()
+        times[alert.device_id].append(millis / 1000 if kind and millis >= 0 else alert.timestamp.timestamp())
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def _left(deadline: float) -> float:
+    return max(0.01, deadline - time.monotonic())

@@ -1,0 +1,126 @@
+"""The dead-letter topic: records the alerter cannot read, and alerts Slack refused for good.
+
+A record lands there byte for byte (key, value, original headers) with headers
+saying why and where it came from, so an operator can inspect, fix and replay
+it. The offset of a dead-lettered record is committed only once the broker
+acknowledged the copy (the caller's `on_done` runs then).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from shared.codec import CONTENT_TYPE_HEADER, MAX_RECORD_BYTES, DecodeError, decode_reading
+from shared.logs import Throttle
+
+log = logging.getLogger(__name__)
+
+REASON: Final = "dlq-reason"  # the full reason, e.g. "invalid field: Expected `float`, got `str` - at `$.temperature`"
+REASON_CODE: Final = "dlq-reason-code"  # one of REASON_CODES, also the metric label
+KIND: Final = "dlq-kind"  # "record" (unreadable reading) or "alert" (undeliverable alert)
+SOURCE_TOPIC: Final = "dlq-source-topic"
+SOURCE_PARTITION: Final = "dlq-source-partition"
+SOURCE_OFFSET: Final = "dlq-source-offset"
+TRUNCATED_FROM: Final = "dlq-truncated-from"  # only on a value too large for the dead-letter topic: its size
+REASON_CODES: Final = ("empty", "too_large", "malformed_json", "invalid_field")
+_PREFIXES: Final = (("empty", "empty"), ("record too large", "too_large"), ("malformed", "malformed_json"))
+_REASON_MAX = 500
+_KEEP = MAX_RECORD_BYTES
+
+Headers = list[tuple[str, str | bytes | None]]
+OnDone = Callable[[KafkaError | None], None]
+
+
+def why_unreadable(value: bytes | None) -> DecodeError:
+    """The codec's own verdict on a record the fast path could not decode (this path is rare)."""
+    try:
+        decode_reading(value)
+    except DecodeError as error:
+        return error
+    return DecodeError("invalid field: rejected by the alerter")  # decodable here: cannot happen, but be explicit
+
+
+def reason_code(error: DecodeError) -> str:
+    for prefix, code in _PREFIXES:
+        if error.reason.startswith(prefix):
+            return code
+    return "invalid_field"
+
+
+class DeadLetters:
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self._throttle = Throttle(30.0)
+
+    def record(self, message: Message, error: DecodeError, on_done: OnDone) -> str:
+        """Copy an unreadable record; returns its reason code."""
+        code = reason_code(error)
+        original = message.headers() or []
+        headers: Headers = list(original.items() if isinstance(original, dict) else original)
+        headers += [
+            (KIND, b"record"),
+            (REASON, error.reason[:_REASON_MAX].encode()),
+            (REASON_CODE, code.encode()),
+            *_source(str(message.topic()), message.partition(), message.offset()),
+        ]
+        self._produce(message.key(), message.value(), headers, on_done)
+        return code
+
+    def alert(self, key: bytes, value: bytes, reason: str, source: tuple[str, int, int], on_done: OnDone) -> None:
+        """Park an alert Slack refused (its AlertEvent JSON), so it is kept rather than lost."""
+        headers: Headers = [
+            CONTENT_TYPE_HEADER,
+            (KIND, b"alert"),
+            (REASON, reason[:_REASON_MAX].encode()),
+            (REASON_CODE, b"slack_rejected"),
+            *_source(*source),
+        ]
+        self._produce(key, value, headers, on_done)
+
+    def _produce(self, key: bytes | None, value: bytes | None, headers: Headers, on_done: OnDone) -> None:
+        """Produce until the broker acknowledges: a failed copy is produced again, never dropped."""
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                on_done(None)
+                return
+            if self._throttle.allow(f"dlq-{error.code()}") is not None:
+                log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error.str())
+            if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                self._produce(key, *_truncated(value, headers), on_done)
+            else:
+                self._produce(key, value, headers, on_done)
+
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=delivered)
+            except BufferError:
+                self._producer.poll(0.1)  # the local queue is full: let deliveries drain it
+            except KafkaException as exc:
+                if not (exc.args and isinstance(exc.args[0], KafkaError)):
+                    raise
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or value is None or len(value) <= _KEEP:
+                    raise
+                value, headers = _truncated(value, headers)
+            else:
+                return
+
+
+def _truncated(value: bytes | None, headers: Headers) -> tuple[bytes | None, Headers]:
+    """Too large for the dead-letter topic: keep the head of the value and say how long it was."""
+    if value is None or len(value) <= _KEEP:
+        return value, headers
+    return value[:_KEEP], [*headers, (TRUNCATED_FROM, str(len(value)).encode())]
+
+
+def _source(topic: str, partition: int | None, offset: int | None) -> Headers:
+    return [
+        (SOURCE_TOPIC, topic.encode()),
+        (SOURCE_PARTITION, str(partition).encode()),
+        (SOURCE_OFFSET, str(offset).encode()),
+    ]
