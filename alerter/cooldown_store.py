@@ -89,8 +89,25 @@ class CooldownStore:
                 return
 
     def restore(self, source_partition: int, since: float, timeout: float) -> dict[str, tuple[float, ...]]:
-        """Event times of the alerts delivered since `since` for the devices of one readings partition."""
+        """Event times of the alerts delivered since `since` for the devices of one readings partition.
+
+        Right after a broker failover the first answers can be stale (leader
+        moved, epoch fenced): each failure is retried with a fresh client until
+        `timeout`, then RestoreError says why.
+        """
         deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            try:
+                return self._restore_once(source_partition, since, deadline)
+            except RestoreError:
+                self.close()  # the next try starts with fresh metadata
+                if time.monotonic() + delay >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    def _restore_once(self, source_partition: int, since: float, deadline: float) -> dict[str, tuple[float, ...]]:
         consumer = self._consumer or self._new_consumer()
         self._consumer = consumer
         alert_partition = self.alert_partition(source_partition)
@@ -98,12 +115,12 @@ class CooldownStore:
         times: dict[str, list[float]] = defaultdict(list)
         try:
             start = consumer.offsets_for_times(
-                [TopicPartition(self.topic, alert_partition, max(0, round(since * 1000)))], timeout=_left(deadline)
+                [TopicPartition(self.topic, alert_partition, max(0, round(since * 1000)))], timeout=_left(deadline, 5)
             )[0]
             if start.error is not None:
-                raise RestoreError(f"cannot look up offsets of {self.topic}: {start.error}")
+                raise RestoreError(f"cannot look up offsets of {self.topic}: {start.error.str()}")
             _low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, alert_partition), timeout=_left(deadline)
+                TopicPartition(self.topic, alert_partition), timeout=_left(deadline, 5)
             )
             if start.offset < 0 or start.offset >= high:
                 return {}
@@ -112,8 +129,8 @@ class CooldownStore:
                 position = start.offset
                 while position < high:
                     if time.monotonic() >= deadline:
-                        raise RestoreError(f"reading {self.topic}[{alert_partition}] took over {timeout:g}s")
-                    for message in consumer.consume(1000, min(0.5, _left(deadline))):
+                        raise RestoreError(f"reading {self.topic}[{alert_partition}] back did not finish in time")
+                    for message in consumer.consume(1000, _left(deadline, 0.5)):
                         if message.error() is not None:
                             continue
                         position = max(position, (message.offset() or 0) + 1)
@@ -121,7 +138,10 @@ class CooldownStore:
             finally:
                 consumer.unassign()
         except KafkaException as exc:
-            raise RestoreError(f"cannot read {self.topic} back: {exc}") from exc
+            error = exc.args[0] if exc.args else exc
+            raise RestoreError(
+                f"cannot read {self.topic} back: {error.str() if isinstance(error, KafkaError) else error}"
+            ) from exc
         return {device: tuple(ts) for device, ts in times.items()}
 
     def _collect(self, message: Message, wanted_partition: bytes, times: dict[str, list[float]]) -> None:
@@ -150,5 +170,5 @@ class CooldownStore:
             self._consumer = None
 
 
-def _left(deadline: float) -> float:
-    return max(0.01, deadline - time.monotonic())
+def _left(deadline: float, at_most: float) -> float:
+    return max(0.01, min(at_most, deadline - time.monotonic()))

@@ -29,7 +29,7 @@ from alerter.cooldown_store import CooldownStore, RestoreError
 from alerter.dead_letter import DeadLetters, why_unreadable
 from alerter.ledger import PartitionLedger
 from alerter.metrics import AlerterMetrics
-from alerter.policy import EMPTY, AlertPolicy, Verdict, event_time
+from alerter.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
 from alerter.sender import AlertSender, Completion, PendingAlert, Result
 from alerter.settings import AlerterSettings
 from alerter.slack import alert_message, encode_message
@@ -77,6 +77,9 @@ class AlerterService:
         self._clock = clock
         self._decode = msgspec.json.Decoder(TemperatureReading).decode
         self._ledgers: dict[int, PartitionLedger] = {}
+        # Delivered-alert times of partitions we no longer own, in case they come back (a lost session, a
+        # rebalance back and forth): facts we know even when the alerts topic cannot be read back in time.
+        self._retired: dict[int, dict[str, DeviceState]] = {}
         self._pending = 0  # undelivered alerts, all partitions
         self._paused = False
         self._closing = False
@@ -204,7 +207,7 @@ class AlerterService:
             record_time = None if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0 else millis / 1000
             at = event_time(reading.timestamp.timestamp(), record_time, skew)
             if at - cooldown < ledger.restored_since:
-                self._restore(ledger, at - cooldown - 2 * skew - RESTORE_MARGIN)
+                self._restore(ledger, at - cooldown - 2 * skew - RESTORE_MARGIN, RESTORE_TIMEOUT)
             verdict, state = policy.decide(reading.temperature, at, ledger.states.get(reading.device_id, EMPTY))
             if verdict is Verdict.ALERT:
                 ledger.states[reading.device_id] = state
@@ -301,7 +304,9 @@ class AlerterService:
                 break
             ledger = pending.ledger
             if self._ledgers.get(ledger.partition) is not ledger or pending not in ledger.alerts:
-                continue  # the partition was revoked meanwhile; already accounted for
+                if result is Result.DELIVERED:  # delivered after its partition moved: still a cooldown we know of
+                    self._remember_delivery(pending)
+                continue  # otherwise already accounted for when the partition went
             ledger.alerts.discard(pending)
             ledger.release(pending.offset)
             self._pending -= 1
@@ -314,6 +319,12 @@ class AlerterService:
         self._metrics.pending_alerts.set(self._pending)
         if self._paused and self._pending <= self._settings.max_pending_alerts // 2:
             self._resume()
+
+    def _remember_delivery(self, pending: PendingAlert) -> None:
+        partition, device = pending.ledger.partition, pending.alert.device_id
+        current = self._ledgers.get(partition)
+        states = current.states if current is not None else self._retired.setdefault(partition, {})
+        states[device] = self._policy.delivered(states.get(device, EMPTY), pending.at)
 
     def _holds(self) -> bool:
         return any(ledger.holds for ledger in self._ledgers.values())
@@ -360,9 +371,11 @@ class AlerterService:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = [tp for tp in partitions if tp.topic == self._topic]
         since = self._clock() - self._settings.cooldown - 2 * self._settings.max_clock_skew - RESTORE_MARGIN
+        deadline = time.monotonic() + RESTORE_TIMEOUT  # for all of them: a rebalance must not stall for long
         for tp in mine:
             ledger = self._ledgers[tp.partition] = PartitionLedger(tp.partition)
-            self._restore(ledger, since)
+            ledger.states.update(self._retired.pop(tp.partition, {}))
+            self._restore(ledger, since, max(1.0, deadline - time.monotonic()))
         consumer.incremental_assign(partitions)
         if self._paused and mine:
             consumer.pause(mine)
@@ -388,6 +401,11 @@ class AlerterService:
     def _drop(self, ledgers: list[PartitionLedger], reason: str) -> None:
         """Forget partitions we no longer own; their new owner re-reads what we had not finished."""
         for ledger in ledgers:
+            delivered = {
+                device: DeviceState(state.delivered) for device, state in ledger.states.items() if state.delivered
+            }
+            if delivered:
+                self._retired[ledger.partition] = delivered
             for pending in ledger.alerts:
                 pending.cancelled = True
             if ledger.alerts and not self._closing:
@@ -420,10 +438,10 @@ class AlerterService:
             extra={"topic": self._topic},
         )
 
-    def _restore(self, ledger: PartitionLedger, since: float) -> None:
+    def _restore(self, ledger: PartitionLedger, since: float, timeout: float) -> None:
         """Read the partition's delivered alerts since `since` back from the alerts topic into its device states."""
         try:
-            found = self._store.restore(ledger.partition, since, RESTORE_TIMEOUT)
+            found = self._store.restore(ledger.partition, since, timeout)
         except RestoreError as exc:
             log.warning(
                 "cooldowns of partition %d not restored (%s): a device may alert again within its cooldown",
