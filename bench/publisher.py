@@ -28,7 +28,7 @@ from bench.table import print_table
 
 DEVICES = 10_000
 TICKS = 50
-ROUNDS = 3
+ROUNDS = 5
 SEED = 7
 PARTITIONS = 6
 

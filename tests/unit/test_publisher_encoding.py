@@ -56,10 +56,10 @@ def test_simulated_tick_decodes_with_the_contract_decoder() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    hnp.arrays(np.float64, 3, elements=st.floats(-300.0, 20_000.0)),
+    hnp.arrays(np.float64, 3, elements=st.floats(0.0, 999.994) | st.floats(-300.0, 20_000.0)),
 )
 def test_any_value_round_trips_fast_or_slow_path(values: np.ndarray) -> None:
-    """Values outside the lookup table (negative, huge) are formatted too, and every value decodes to its rounding."""
+    """Any value, in the fixed width or not (negative, huge), decodes to itself rounded to hundredths."""
     fleet = build_fleet(1, np.random.default_rng(0))
     temperature, power, util = values.tolist()
     value = ReadingEncoder(fleet).encode(readings_of([temperature], [power], [util]), STAMP)[0]
@@ -69,15 +69,34 @@ def test_any_value_round_trips_fast_or_slow_path(values: np.ndarray) -> None:
         assert abs(parsed[field] - original) <= 0.005 + 1e-9
 
 
-def test_fast_and_slow_paths_agree() -> None:
-    """A tick with one out-of-table value is encoded exactly as the in-table values would be on the fast path."""
+def test_fast_and_general_paths_agree() -> None:
+    """A tick with a value the fixed width cannot hold takes the general path, with the same fields and values."""
     fleet = build_fleet(3, np.random.default_rng(0))
     encoder = ReadingEncoder(fleet)
-    fast = encoder.encode(readings_of([40.0, 81.25, 99.999], [150.5, 10.0, 0.004], [0.0, 100.0, 55.555]), STAMP)
-    slow = encoder.encode(readings_of([40.0, 81.25, 99.999], [150.5, 10.0, -0.5], [0.0, 100.0, 55.555]), STAMP)
-    assert fast[:2] == slow[:2]
-    assert json.loads(fast[2])["temperature"] == json.loads(slow[2])["temperature"] == 100.0
-    assert json.loads(slow[2])["power_consume"] == -0.5
+    fast = encoder.encode(readings_of([40.0, 81.25, 999.99], [150.5, 10.0, 0.004], [0.0, 100.0, 55.555]), STAMP)
+    general = encoder.encode(readings_of([40.0, 81.25, 1000.0], [150.5, 10.0, -0.5], [0.0, 100.0, 55.555]), STAMP)
+    assert b'"temperature": 40.00,' in fast[0], "fast path: right-aligned in six characters"
+    assert b'"gpu_util":  0.00,' in fast[0]
+    assert b'"temperature":40.00,' in general[0], "general path: plain numbers"
+    assert [json.loads(v) for v in fast[:2]] == [json.loads(v) for v in general[:2]]
+    assert list(json.loads(fast[0])) == list(json.loads(general[0])), "same field order"
+    assert json.loads(fast[2])["temperature"] == 999.99
+    assert json.loads(general[2])["temperature"] == 1000.0
+    assert json.loads(general[2])["power_consume"] == -0.5
+
+
+def test_fleet_with_ids_of_different_lengths_is_encoded() -> None:
+    """Ids of different lengths (no fixed columns) are encoded through the general path, each record intact."""
+    fleet = Fleet(
+        device_ids=("a", "bbbb", "cc"),
+        models=("m1", "m2", "m3"),
+        hosts=("h1", "h2", "h3"),
+        base_temperature=np.array([30.0, 30.0, 30.0]),
+    )
+    values = ReadingEncoder(fleet).encode(readings_of([50.0, 60.5, 70.25], [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]), STAMP)
+    assert [decode_reading(v).device_id for v in values] == ["a", "bbbb", "cc"]
+    assert [decode_reading(v).temperature for v in values] == [50.0, 60.5, 70.25]
+    assert [decode_reading(v).host_name for v in values] == ["h1", "h2", "h3"]
 
 
 def test_text_fields_are_escaped() -> None:

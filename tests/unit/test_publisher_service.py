@@ -91,6 +91,7 @@ class Harness:
     work: float = 0.0
     probability: float = 0.05
     frozen_wall_clock: bool = False
+    serve_while_waiting: bool = False  # the service's own wait (polls the sink) instead of the fake clock's
     clock: FakeClock = field(default_factory=FakeClock)
     stop: threading.Event = field(default_factory=threading.Event)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -115,7 +116,7 @@ class Harness:
             max_buffered=self.max_buffered,
             monotonic=self.clock.monotonic,
             wall_clock_us=wall,
-            wait=self.clock.wait,
+            wait=None if self.serve_while_waiting else self.clock.wait,
         )
         return service.run()
 
@@ -157,6 +158,19 @@ def test_ticks_start_on_their_slots_without_drift() -> None:
     start = harness.sink.send_times[0]
     assert harness.sink.send_times == pytest.approx([start + k * 0.5 for k in range(50)], abs=1e-9)
     assert harness.metric("gpu_publisher_tick_overruns_total") == 0
+
+
+def test_waiting_between_ticks_serves_the_producer_in_short_slices() -> None:
+    """Between ticks the producer is polled in slices of at most 50 ms, and ticks still start on their slots."""
+    harness = Harness(interval=1.0, max_ticks=3, work=0.2, serve_while_waiting=True)
+    polls: list[float] = []
+    harness.sink.on_poll = lambda sink: polls.append(harness.clock.now)
+    harness.run()
+    start = harness.sink.send_times[0]
+    assert harness.sink.send_times == pytest.approx([start, start + 1.0, start + 2.0], abs=0.003)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert len(polls) > 30
+    assert max(gaps) <= 0.2 + 0.05 + 1e-9, "never more than one slice (or one tick's work) between polls"
 
 
 def test_overrun_skips_slots_and_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
