@@ -81,6 +81,7 @@ class AlerterService:
         # rebalance back and forth): facts we know even when the alerts topic cannot be read back in time.
         self._retired: dict[int, dict[str, DeviceState]] = {}
         self._pending = 0  # undelivered alerts, all partitions
+        self._abandoned = 0  # given up unsent at shutdown
         self._paused = False
         self._closing = False
         self._outage_since: float | None = None
@@ -145,11 +146,12 @@ class AlerterService:
         self._sender.stop(timeout=self._settings.slack_timeout + 1.0)
         self._producer.flush(max(1.0, deadline - time.monotonic()))
         self._drain()
-        if self._pending:
-            self._metrics.alerts_failed.labels("shutdown").inc(self._pending)
+        undelivered = self._pending + self._abandoned
+        if undelivered:
+            self._metrics.alerts_failed.labels("shutdown").inc(undelivered)
             log.warning(
                 "%d alerts were not delivered before shutdown; their records will be read again after a restart",
-                self._pending,
+                undelivered,
             )
         self._commit(asynchronous=False)
         if self._consumer is not None:
@@ -308,7 +310,6 @@ class AlerterService:
                     self._remember_delivery(pending)
                 continue  # otherwise already accounted for when the partition went
             ledger.alerts.discard(pending)
-            ledger.release(pending.offset)
             self._pending -= 1
             device = pending.alert.device_id
             state = ledger.states.get(device, EMPTY)
@@ -316,6 +317,10 @@ class AlerterService:
                 ledger.states[device] = policy.delivered(state, pending.at)
             else:
                 ledger.states[device] = policy.abandoned(state, pending.at)
+            if result is Result.ABANDONED:
+                self._abandoned += 1  # its record stays held: the commit stops there and it is read again
+            else:
+                ledger.release(pending.offset)
         self._metrics.pending_alerts.set(self._pending)
         if self._paused and self._pending <= self._settings.max_pending_alerts // 2:
             self._resume()

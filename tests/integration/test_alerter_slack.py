@@ -149,3 +149,34 @@ def test_long_outage_pauses_consumption_at_the_bound_and_resumes(
     wait_until(lambda: alerter.metric("gpu_alerter_readings_consumed_total") == 26, 10, "the waiting readings")
     assert sorted(alerts_by_device(slack.received)) == [f"gpu-{d}" for d in range(6)]
     assert alert_count(slack.received) == 6
+
+
+def test_stopping_while_slack_is_down_leaves_the_alerts_to_the_next_run(
+    kafka_bootstrap: str,
+    readings_topic: Callable[[int], str],
+    slack: SlackStandIn,
+    start_alerter: Callable[..., AlerterProcess],
+) -> None:
+    """SIGTERM while alerts cannot be delivered: a clean exit that commits nothing past them, so the next
+    instance raises them once Slack is back."""
+    topic = readings_topic(1)
+    first = start_alerter()
+    first.wait_ready()
+    slack.fail(500)
+    now = time.time()
+    placed = produce(
+        kafka_bootstrap,
+        topic,
+        [reading("gpu-0", 60.0, now), reading("gpu-1", 171.0, now + 1), reading("gpu-2", 172.0, now + 2)],
+    )
+    wait_until(lambda: first.metric("gpu_alerter_pending_alerts") == 2, 30, "two alerts in flight")
+    assert first.stop() == 0
+    assert "2 alerts were not delivered before shutdown" in first.log
+    assert committed(kafka_bootstrap, first.env["CONSUMER_GROUP"], topic, 1) == [placed[1][1]]
+
+    slack.recover()
+    start_alerter()
+    slack.wait_for(lambda got: alert_count(got) >= 2, 30)
+    time.sleep(1.0)
+    assert sorted(alerts_by_device(slack.received)) == ["gpu-1", "gpu-2"]
+    assert alert_count(slack.received) == 2
