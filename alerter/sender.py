@@ -89,6 +89,8 @@ class AlertSender:
     def stop(self, timeout: float) -> None:
         """Interrupt retries and end the worker; an unfinished alert is reported abandoned."""
         self._stop.set()
+        if self._thread.ident is None:
+            return  # never started
         self._queue.put(None)
         self._thread.join(timeout)
 
