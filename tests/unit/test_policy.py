@@ -131,7 +131,7 @@ def streams(draw: st.DrawFn, devices: int = 1) -> list[Reading]:
     return readings
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(streams(), st.floats(1, 1000), st.floats(0, 120))
 def test_clock_jumps_neither_bypass_nor_freeze_the_cooldown(
     readings: list[Reading], cooldown: float, skew: float
@@ -149,14 +149,14 @@ def test_clock_jumps_neither_bypass_nor_freeze_the_cooldown(
     for index in hot:
         if (
             last_alert is not None
-            and readings[index].record_time >= readings[last_alert].record_time + cooldown + 2 * skew
+            and readings[index].record_time >= readings[last_alert].record_time + cooldown + 2 * skew + 1e-6
         ):
             assert index in alerted, "a cooldown cannot be extended beyond cooldown + 2*skew"
         if index in alerted:
             last_alert = index
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(streams(devices=3), st.data())
 def test_restart_with_restored_alerts_repeats_none_and_misses_none(
     readings: list[Reading], data: st.DataObject
