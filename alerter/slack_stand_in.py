@@ -12,6 +12,8 @@ Control (JSON over HTTP, so another process can drive it):
     POST /_control   {"mode": "error"|"rate_limit"|"hang"|"ok", "status": 500, "retry_after": 1,
                       "hold": 30, "count": N, "seconds": S, "probability": 1.0}
     GET  /_received  {"messages": [{"path", "message", "at"}...], "requests", "refused", "invalid"}
+                     (`?after=N`: only the messages after the first N, for pollers of long runs)
+    GET  /_stats     the counts alone: {"accepted", "requests", "refused", "invalid"}
     POST /_reset     forget everything and behave
     GET  /healthz    200 ok
 Any other POST is a webhook post, whatever its path.
@@ -30,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
+from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 1024 * 1024
 MODES = ("ok", "error", "rate_limit", "hang")
@@ -270,14 +273,17 @@ class SlackStandIn:
             self._echo.write(render(message, entry.at) + "\n")
             self._echo.flush()
 
-    def _snapshot(self) -> dict[str, Any]:
+    def _snapshot(self, after: int = 0, messages: bool = True) -> dict[str, Any]:
         with self._lock:
-            return {
-                "messages": [asdict(r) for r in self._received],
+            snapshot: dict[str, Any] = {
+                "accepted": len(self._received),
                 "requests": self.requests,
                 "refused": self.refused,
                 "invalid": self.invalid,
             }
+            if messages:
+                snapshot["messages"] = [asdict(r) for r in self._received[max(0, after) :]]
+            return snapshot
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stand_in = self
@@ -287,11 +293,13 @@ class SlackStandIn:
             disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
 
             def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
+                url = urlsplit(self.path)
+                if url.path == "/healthz":
                     self._answer(200, b"ok")
-                elif path == "/_received":
-                    self._answer(200, json.dumps(stand_in._snapshot()).encode(), "application/json")
+                elif url.path in ("/_received", "/_stats"):
+                    after = parse_qs(url.query).get("after", ["0"])[0]
+                    snapshot = stand_in._snapshot(int(after) if after.isdigit() else 0, url.path == "/_received")
+                    self._answer(200, json.dumps(snapshot).encode(), "application/json")
                 else:
                     self._answer(404, b"not_found")
 

@@ -87,7 +87,8 @@ def test_hangs_without_answering(stand_in: SlackStandIn) -> None:
 
 
 def test_control_endpoint_drives_it_from_another_process(stand_in: SlackStandIn) -> None:
-    """POST /_control sets the behaviour, GET /_received lists what was kept, /healthz answers 200."""
+    """POST /_control sets the behaviour, GET /_received lists what was kept (from an index on), /_stats counts,
+    /healthz answers 200."""
     control = requests.post(stand_in.url + "_control", json={"mode": "error", "status": 500, "count": 1}, timeout=5)
     assert control.status_code == 200
     assert post(stand_in.webhook_url(), notice_message("x", "#c")).status_code == 500
@@ -95,6 +96,13 @@ def test_control_endpoint_drives_it_from_another_process(stand_in: SlackStandIn)
     snapshot = requests.get(stand_in.url + "_received", timeout=5).json()
     assert [m["message"]["text"] for m in snapshot["messages"]] == ["y"]
     assert (snapshot["requests"], snapshot["refused"]) == (2, 1)
+    assert requests.get(stand_in.url + "_received?after=1", timeout=5).json()["messages"] == []
+    assert requests.get(stand_in.url + "_stats", timeout=5).json() == {
+        "accepted": 1,
+        "requests": 2,
+        "refused": 1,
+        "invalid": 0,
+    }
     assert requests.get(stand_in.url + "healthz", timeout=5).status_code == 200
     bad = requests.post(stand_in.url + "_control", json={"mode": "explode"}, timeout=5)
     assert bad.status_code == 400
