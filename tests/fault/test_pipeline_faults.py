@@ -1,0 +1,268 @@
+"""Both services, running for real, through broker failures injected by pid (issue: resilience).
+
+Each test runs the real entry points (`python -m publisher`, `python -m alerter`)
+against a private cluster, breaks it (SIGKILL, SIGSTOP), and then checks the
+two promises: every reading the publisher reports delivered is on the topic
+exactly once and in per-device order, and every device that ran hot got
+exactly one alert (the cooldown is longer than the test).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alerter.slack_stand_in import SlackStandIn
+from tests.alerter_support import AlerterProcess, alert_env, alerts_by_device, wait_until
+from tests.integration.test_publisher import Publisher, Record, env_for, read_topic, scrape
+from tests.support import PrivateCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+THRESHOLD = 130.0
+DEVICES = 500
+INTERVAL_MS = 100  # 500 devices every 100 ms: 5,000 readings/s
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as server:
+        yield server
+
+
+def start_publisher(cluster: PrivateCluster, tmp_path: Path, unique: str, **extra: str) -> Publisher:
+    env = env_for(
+        cluster.bootstrap,
+        f"readings-{unique}",
+        NUM_DEVICES=str(DEVICES),
+        INTERVAL_MS=str(INTERVAL_MS),
+        ABNORMAL_PROBABILITY="0.02",
+        SIMULATOR_SEED="11",
+        TOPIC_PARTITIONS="4",
+        TOPIC_REPLICATION_FACTOR="2",
+        STARTUP_ATTEMPTS="30",
+        STARTUP_BACKOFF_MAX="1s",
+        FLUSH_TIMEOUT="60s",
+        **extra,
+    )
+    return Publisher(tmp_path, env)
+
+
+def start_alerter(
+    cluster: PrivateCluster, tmp_path: Path, unique: str, slack: SlackStandIn, **extra: str
+) -> AlerterProcess:
+    env = alert_env(
+        cluster.bootstrap,
+        unique,
+        slack.webhook_url(),
+        TEMPERATURE_THRESHOLD=str(THRESHOLD),
+        ALERT_COOLDOWN="30m",
+        LOG_FORMAT="json",
+        STARTUP_ATTEMPTS="30",
+        STARTUP_BACKOFF_MAX="1s",
+        **extra,
+    )
+    return AlerterProcess(env, tmp_path / f"alerter-{len(list(tmp_path.glob('alerter-*')))}.log")
+
+
+def delivered_so_far(publisher: Publisher) -> float:
+    try:
+        return scrape(publisher.metrics_port()).get(("gpu_publisher_readings_delivered_total", ()), 0.0)
+    except OSError:
+        return 0.0
+
+
+def stop_publisher(publisher: Publisher) -> dict[str, object]:
+    """SIGTERM; the publisher must flush everything and exit 0; returns its closing summary."""
+    publisher.process.send_signal(signal.SIGTERM)
+    code = publisher.wait(90)
+    summary = publisher.summary()
+    assert code == 0, publisher.text()[-3000:]
+    assert summary["undelivered"] == 0
+    assert summary["delivered"] == summary["produced"]
+    return summary
+
+
+def check_topic(cluster: PrivateCluster, topic: str, delivered: int) -> list[Record]:
+    """Exactly the delivered readings, none twice, each device's in increasing time order."""
+    records = read_topic(cluster.bootstrap, topic)
+    assert len(records) == delivered
+    seen = {(r.key, r.reading.timestamp) for r in records}
+    assert len(seen) == len(records), "a reading was written twice"
+    last: dict[bytes, object] = {}
+    for record in records:  # partition/offset order; a device always lands on one partition
+        stamp = record.reading.timestamp
+        assert record.key not in last or last[record.key] < stamp, f"device {record.key!r} out of order"  # type: ignore[operator]
+        last[record.key] = stamp
+    return records
+
+
+def check_alerts(slack: SlackStandIn, records: list[Record], timeout: float = 90) -> None:
+    """Every device that ran hot got exactly one alert (the 30-minute cooldown outlasts the test)."""
+    hot = {r.key.decode() for r in records if r.reading.temperature > THRESHOLD}
+    assert hot, "the run produced hot readings"
+    got = slack.wait_for(lambda messages: set(alerts_by_device(messages)) >= hot, timeout)
+    time.sleep(1.0)  # a repeat would show up now
+    by_device = alerts_by_device(slack.received)
+    assert set(by_device) == hot, f"alerts for devices that never ran hot: {set(by_device) - hot}"
+    repeated = {d: len(a) for d, a in by_device.items() if len(a) > 1}
+    assert not repeated, f"devices alerted more than once: {repeated}"
+    assert got
+
+
+def log_lines(text: str, pattern: str) -> list[str]:
+    return [line for line in text.splitlines() if re.search(pattern, line)]
+
+
+def test_a_broker_killed_under_load_loses_and_duplicates_nothing(
+    healthy_cluster: PrivateCluster, slack: SlackStandIn, tmp_path: Path, unique: str
+) -> None:
+    """SIGKILL of one broker at 5,000 readings/s: the publisher goes on without restart, every delivered reading is
+    on the RF-2 topic once and in order, and the alerter keeps alerting through the failover."""
+    publisher = start_publisher(healthy_cluster, tmp_path, unique)
+    alerter = start_alerter(healthy_cluster, tmp_path, unique, slack)
+    try:
+        alerter.wait_ready(60)
+        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+        killed_at = time.time()
+        healthy_cluster.kill("broker-1")
+        before = delivered_so_far(publisher)
+        wait_until(lambda: delivered_so_far(publisher) >= before + 25_000, 60, "deliveries to go on without broker-1")
+        assert publisher.process.poll() is None, "the publisher kept running"
+        wait_until(
+            lambda: any(m.at > killed_at + 1 for m in slack.received), 60, "an alert sent after the failover"
+        )
+        summary = stop_publisher(publisher)
+        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
+        check_alerts(slack, records)
+        assert alerter.process.poll() is None, "the alerter kept running"
+        port = healthy_cluster.broker_port("broker-1")
+        named = log_lines(publisher.text() + alerter.log, rf"127\.0\.0\.1:{port}")
+        assert named, "the logs name the broker that failed"
+        assert len(named) <= 40, f"broker failure logged {len(named)} times: not rate-limited"
+    finally:
+        publisher.kill()
+        alerter.stop()
+
+
+def test_whole_cluster_away_for_20s_buffers_then_delivers_everything(
+    healthy_cluster: PrivateCluster, slack: SlackStandIn, tmp_path: Path, unique: str
+) -> None:
+    """All nodes SIGKILLed for 20 s: the publisher fills its bounded buffer, pauses the ticker (logged), and delivers
+    everything once the cluster is back; the alerter reconnects alone and no alert is lost or repeated."""
+    publisher = start_publisher(healthy_cluster, tmp_path, unique, MAX_BUFFERED_READINGS="20000")
+    alerter = start_alerter(healthy_cluster, tmp_path, unique, slack)
+    try:
+        alerter.wait_ready(60)
+        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+        healthy_cluster.stop_all()
+        wait_until(lambda: "backpressure" in publisher.text(), 30, "the publisher to apply backpressure")
+        time.sleep(20)
+        assert publisher.process.poll() is None, publisher.text()[-2000:]
+        assert alerter.process.poll() is None, alerter.log[-2000:]
+        pauses = log_lines(publisher.text(), r'"event": ?"backpressure: ')
+        assert len(pauses) == 1, "one backpressure line per incident, not per tick"
+
+        healthy_cluster.up()
+        before = delivered_so_far(publisher)
+        wait_until(lambda: delivered_so_far(publisher) >= before + 30_000, 90, "deliveries after the cluster returned")
+        summary = stop_publisher(publisher)
+        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
+        check_alerts(slack, records)
+    finally:
+        publisher.kill()
+        alerter.stop()
+
+
+def test_a_hung_broker_neither_hangs_nor_crashes_the_services(
+    healthy_cluster: PrivateCluster, slack: SlackStandIn, tmp_path: Path, unique: str
+) -> None:
+    """SIGSTOP of a broker for 15 s, then SIGCONT: both services keep running, log the incident a bounded number
+    of times, and afterwards the publisher still delivers every reading and the alerter every alert."""
+    publisher = start_publisher(healthy_cluster, tmp_path, unique)
+    alerter = start_alerter(healthy_cluster, tmp_path, unique, slack)
+    try:
+        alerter.wait_ready(60)
+        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+        healthy_cluster.signal("broker-2", signal.SIGSTOP)
+        try:
+            time.sleep(15)
+            assert publisher.process.poll() is None
+            assert alerter.process.poll() is None
+        finally:
+            healthy_cluster.signal("broker-2", signal.SIGCONT)
+        before = delivered_so_far(publisher)
+        wait_until(lambda: delivered_so_far(publisher) >= before + 25_000, 90, "deliveries after SIGCONT")
+        summary = stop_publisher(publisher)
+        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
+        check_alerts(slack, records)
+        for name, text in (("publisher", publisher.text()), ("alerter", alerter.log)):
+            warnings = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+            noisy = [
+                w for w in warnings
+                if w.get("level") in ("warning", "error") and "HIGH TEMP" not in w.get("event", "")
+            ]
+            assert len(noisy) <= 40, f"{name} logged {len(noisy)} warnings for one incident"
+    finally:
+        publisher.kill()
+        alerter.stop()
+
+
+def test_services_started_before_the_cluster_wait_and_then_work(
+    private_cluster: PrivateCluster, slack: SlackStandIn, tmp_path: Path, unique: str
+) -> None:
+    """Started while every node is down, both services retry with one log line per attempt, then work once the
+    cluster comes up."""
+    private_cluster.stop_all()
+    publisher = start_publisher(private_cluster, tmp_path, unique)
+    alerter = start_alerter(private_cluster, tmp_path, unique, slack)
+    try:
+        wait_until(
+            lambda: len(log_lines(publisher.text(), r"not reachable \(attempt")) >= 2
+            and len(log_lines(alerter.log, r"not reachable \(attempt")) >= 2,
+            60,
+            "both services to retry",
+        )
+        private_cluster.up()
+        alerter.wait_ready(90)
+        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 90, "the publisher to deliver")
+        summary = stop_publisher(publisher)
+        records = check_topic(private_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
+        check_alerts(slack, records)
+    finally:
+        publisher.kill()
+        alerter.stop()
+
+
+def test_alerter_restarted_during_a_rebalance_loses_and_repeats_nothing(
+    healthy_cluster: PrivateCluster, slack: SlackStandIn, tmp_path: Path, unique: str
+) -> None:
+    """Two alerters in one group; a third joins and the first is SIGKILLed mid-rebalance, then restarted: every hot
+    device is alerted exactly once across the group."""
+    publisher = start_publisher(healthy_cluster, tmp_path, unique)
+    first = start_alerter(healthy_cluster, tmp_path, unique, slack)
+    second = start_alerter(healthy_cluster, tmp_path, unique, slack)
+    alerters = [first, second]
+    try:
+        first.wait_ready(60)
+        second.wait_ready(60)
+        wait_until(lambda: len(slack.received) >= 5, 60, "alerts to flow")
+        alerters.append(start_alerter(healthy_cluster, tmp_path, unique, slack))  # starts a rebalance
+        time.sleep(0.5)
+        first.kill()
+        alerters.append(start_alerter(healthy_cluster, tmp_path, unique, slack))
+        alerters[-1].wait_ready(90)
+        wait_until(lambda: delivered_so_far(publisher) >= 40_000, 90, "more readings after the restart")
+        summary = stop_publisher(publisher)
+        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
+        check_alerts(slack, records, timeout=120)
+    finally:
+        publisher.kill()
+        for alerter in alerters:
+            alerter.stop()
