@@ -23,7 +23,7 @@ log = logging.getLogger("publisher.high_temp")
 class HighTempLog:
     """Logs hot readings, at most `limit` lines per `window` seconds plus one summary line."""
 
-    def __init__(self, clock: Callable[[], float], limit: int = 100, window: float = 1.0) -> None:
+    def __init__(self, clock: Callable[[], float], limit: int = 20, window: float = 1.0) -> None:
         self._clock = clock
         self._limit = limit
         self._window = window

@@ -14,11 +14,13 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from publisher.broker_watch import STATS_INTERVAL_MS, BrokerWatch
 from publisher.settings import SERVICE, PublisherSettings
 from shared.codec import CONTENT_TYPE_HEADER
 from shared.kafka import producer_config
@@ -55,6 +57,32 @@ def kafka_config(settings: PublisherSettings) -> dict[str, Any]:
     )
 
 
+def _not_logged(suppressed: int) -> str:
+    return f" ({suppressed} more like it not logged in the last {LOG_EVERY:g}s)" if suppressed else ""
+
+
+class _Repeats(logging.Filter):
+    """librdkafka repeats a line for every reconnect attempt; let each kind through once per LOG_EVERY seconds."""
+
+    _NUMBERS = re.compile(r"\d+")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttle = Throttle(LOG_EVERY)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        suppressed = self._throttle.allow(self._NUMBERS.sub("#", message))
+        if suppressed is None:
+            return False
+        record.msg, record.args = message + _not_logged(suppressed), ()
+        return True
+
+
+_librdkafka_log = logging.getLogger("publisher.librdkafka")
+_librdkafka_log.addFilter(_Repeats())
+
+
 class KafkaSink:
     """Produces readings to one topic; counts and logs every failed delivery by reason."""
 
@@ -64,12 +92,15 @@ class KafkaSink:
         self._throttle = Throttle(LOG_EVERY)
         self._failures: collections.Counter[str] = collections.Counter()
         self._fatal: str | None = None
+        self._brokers = BrokerWatch()
         self._producer = Producer({
             **config,
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            "stats_cb": self._brokers.update,
             # librdkafka's own lines go through logging (served by poll), so LOG_FORMAT=json covers them too.
-            "logger": logging.getLogger("publisher.librdkafka"),
+            "logger": _librdkafka_log,
         })
 
     def send(self, keys: Sequence[bytes], values: Sequence[bytes], give_up: Callable[[], bool]) -> int:
@@ -98,8 +129,8 @@ class KafkaSink:
         suppressed = self._throttle.allow("queue-full")
         if suppressed is not None:
             log.warning(
-                "producer queue full (%d readings waiting); waiting for deliveries",
-                len(self._producer),
+                "producer queue full (%d readings waiting); waiting for deliveries%s",
+                len(self._producer), _not_logged(suppressed),
                 extra={"pending": len(self._producer), "suppressed": suppressed},
             )
         while not give_up():
@@ -116,6 +147,7 @@ class KafkaSink:
         return len(self._producer)
 
     def poll(self, timeout: float) -> None:
+        """Serve delivery reports and client events (callbacks run here) for up to `timeout` seconds."""
         self._producer.poll(timeout)
 
     def flush(self, timeout: float) -> int:
@@ -142,8 +174,8 @@ class KafkaSink:
             key = message.key()
             device = key.decode(errors="replace") if isinstance(key, bytes) else None
             log.error(
-                "delivery failed: %s (device %s, topic %s); %d more failures with this reason not logged since",
-                error.str(), device, message.topic(), suppressed,
+                "delivery failed: %s (device %s, topic %s)%s",
+                error.str(), device, message.topic(), _not_logged(suppressed),
                 extra={"device": device, "reason": reason, "topic": message.topic(), "suppressed": suppressed},
             )
 
@@ -156,6 +188,6 @@ class KafkaSink:
         if suppressed is not None:
             # librdkafka names the broker in the text, e.g. "127.0.0.1:9092/1: Connect ... failed".
             log.warning(
-                "Kafka client: %s (%d similar not logged since)", error.str(), suppressed,
+                "Kafka client: %s%s", error.str(), _not_logged(suppressed),
                 extra={"reason": error.name(), "suppressed": suppressed},
             )

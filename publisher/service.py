@@ -215,10 +215,10 @@ class PublisherService:
         self._metrics.skipped_slots.inc(skipped)
         suppressed = self._throttle.allow("overrun")
         if suppressed is not None:
+            more = f" ({suppressed} more overruns not logged in the last 10s)" if suppressed else ""
             log.warning(
-                "tick %d overran its %gms slot; skipped %d slot(s) instead of catching up"
-                " (%d overruns not logged since)",
-                slot, self._timing.interval * 1000, skipped, suppressed,
+                "tick %d overran its %gms slot; skipped %d slot(s) instead of catching up%s",
+                slot, self._timing.interval * 1000, skipped, more,
                 extra={"slot": slot, "skipped": skipped, "suppressed": suppressed},
             )
 
