@@ -20,7 +20,7 @@ from alerter.settings import AlerterSettings, load_settings
 from alerter.slack import SHUTDOWN_TEXT, STARTUP_TEXT, Outcome, WebhookClient, encode_message, notice_message
 from shared.config import ConfigError, Env, exit_on_config_error, load_environment
 from shared.health import HealthServer
-from shared.kafka import admin_client, wait_for_cluster
+from shared.kafka import admin_client, await_cluster
 from shared.logs import configure_logging
 from shared.signals import stop_on_signals
 
@@ -65,22 +65,12 @@ def _run(
 ) -> int:
     admin = admin_client(settings.common.brokers, f"{CLIENT_ID}-admin", logger=kafka_logger())
 
-    def sleep(seconds: float) -> None:
-        stop.wait(seconds)  # a signal during start-up ends the wait early
-
     try:
-        wait_for_cluster(
-            admin,
-            attempts=settings.common.startup_attempts,
-            max_backoff=settings.common.startup_backoff_max,
-            sleep=sleep,
-            describe=f"Kafka cluster at {settings.common.brokers}",
-        )
+        if not await_cluster(admin, settings.common, stop):
+            return 0
     except ConnectionError as exc:
-        log.error("%s; giving up (STARTUP_ATTEMPTS=%d)", exc, settings.common.startup_attempts)  # noqa: TRY400 - one clear line
+        log.error("%s", exc)  # noqa: TRY400 - one clear line
         return 1
-    if stop.is_set():
-        return 0
     try:
         layout = prepare_topics(settings, admin)
     except KafkaException as exc:

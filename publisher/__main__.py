@@ -24,7 +24,7 @@ from publisher.settings import SERVICE, PublisherSettings, load_settings
 from publisher.simulator import build_fleet, initial_state
 from shared.config import ConfigError, Env, exit_on_config_error, load_environment
 from shared.health import HealthServer
-from shared.kafka import admin_client, ensure_topic, wait_for_cluster
+from shared.kafka import admin_client, await_cluster, ensure_topic
 from shared.logs import configure_logging
 from shared.signals import stop_on_signals
 
@@ -98,24 +98,14 @@ def _start_health_server(port: int, ready: threading.Event, registry: CollectorR
 
 def _set_up_cluster(settings: PublisherSettings, stop: threading.Event) -> bool:
     """Wait for the cluster (bounded retries) and create the topic if missing; False if it never answered."""
-
-    def sleep(seconds: float) -> None:
-        if stop.wait(seconds):
-            raise _Stopped
-
     brokers = settings.common.brokers
     admin = admin_client(brokers, f"{SERVICE}-admin")
     failure: str | None
     try:
-        wait_for_cluster(
-            admin,
-            attempts=settings.common.startup_attempts,
-            max_backoff=settings.common.startup_backoff_max,
-            sleep=sleep,
-            describe=f"Kafka cluster {brokers}",
-        )
+        if not await_cluster(admin, settings.common, stop):
+            raise _Stopped
     except ConnectionError as error:
-        failure = f"{error} (STARTUP_ATTEMPTS={settings.common.startup_attempts}); giving up"
+        failure = str(error)
     else:
         failure = _ensure_topic(admin, settings)
     if failure is not None:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+if TYPE_CHECKING:
+    from shared.config import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,35 @@ def wait_for_cluster(
         sleep(delay)
         backoff *= 2
     raise ConnectionError(f"{describe} not reachable after {attempts} attempts")
+
+
+class _StopRequested(Exception):
+    """A stop signal arrived while waiting for the cluster."""
+
+
+def await_cluster(admin: AdminClient, common: CommonSettings, stop: threading.Event) -> bool:
+    """Start-up wait of both services: True once the cluster answers, False if `stop` was set meanwhile.
+
+    Raises ConnectionError, with a message naming STARTUP_ATTEMPTS, past the bound.
+    """
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise _StopRequested
+
+    try:
+        wait_for_cluster(
+            admin,
+            attempts=common.startup_attempts,
+            max_backoff=common.startup_backoff_max,
+            sleep=sleep,
+            describe=f"Kafka cluster at {common.brokers}",
+        )
+    except _StopRequested:
+        return False
+    except ConnectionError as exc:
+        raise ConnectionError(f"{exc} (STARTUP_ATTEMPTS={common.startup_attempts}); giving up") from None
+    return not stop.is_set()
 
 
 def cluster_default_replication(admin: AdminClient, timeout: float = 10.0) -> int | None:

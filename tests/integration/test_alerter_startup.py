@@ -30,7 +30,7 @@ def test_unreachable_cluster_is_retried_then_given_up(start_alerter: Callable[..
     assert [level for level, event in events if event.startswith(first_try)] == ["warning"]
     assert (
         "error",
-        f"Kafka cluster at 127.0.0.1:{port} not reachable after 2 attempts; giving up (STARTUP_ATTEMPTS=2)",
+        f"Kafka cluster at 127.0.0.1:{port} not reachable after 2 attempts (STARTUP_ATTEMPTS=2); giving up",
     ) in events
     assert "Traceback" not in alerter.log
     assert WEBHOOK_PATH not in alerter.log
