@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from publisher.kafka_sink import KafkaSink, kafka_config
+from publisher.kafka_sink import LIBRDKAFKA_LOG, KafkaSink, kafka_config
 from publisher.metrics import PublisherMetrics
 from publisher.service import PublisherService, Timing
 from publisher.settings import SERVICE, PublisherSettings, load_settings
@@ -99,7 +99,7 @@ def _start_health_server(port: int, ready: threading.Event, registry: CollectorR
 def _set_up_cluster(settings: PublisherSettings, stop: threading.Event) -> bool:
     """Wait for the cluster (bounded retries) and create the topic if missing; False if it never answered."""
     brokers = settings.common.brokers
-    admin = admin_client(brokers, f"{SERVICE}-admin")
+    admin = admin_client(brokers, f"{SERVICE}-admin", logger=LIBRDKAFKA_LOG)
     failure: str | None
     try:
         if not await_cluster(admin, settings.common, stop):

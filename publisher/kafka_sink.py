@@ -79,8 +79,8 @@ class _Repeats(logging.Filter):
         return True
 
 
-_librdkafka_log = logging.getLogger("publisher.librdkafka")
-_librdkafka_log.addFilter(_Repeats())
+LIBRDKAFKA_LOG = logging.getLogger("publisher.librdkafka")
+LIBRDKAFKA_LOG.addFilter(_Repeats())
 
 
 class KafkaSink:
@@ -100,7 +100,7 @@ class KafkaSink:
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": self._brokers.update,
             # librdkafka's own lines go through logging (served by poll), so LOG_FORMAT=json covers them too.
-            "logger": _librdkafka_log,
+            "logger": LIBRDKAFKA_LOG,
         })
 
     def send(self, keys: Sequence[bytes], values: Sequence[bytes], give_up: Callable[[], bool]) -> int:
@@ -151,8 +151,14 @@ class KafkaSink:
         self._producer.poll(timeout)
 
     def flush(self, timeout: float) -> int:
-        """Wait up to `timeout` seconds for every queued reading; returns how many are still pending."""
-        return int(self._producer.flush(timeout))
+        """Wait up to `timeout` seconds for every queued reading; returns how many are still pending.
+
+        flush() also counts queued events (a statistics report may arrive at
+        the last moment); one more poll serves those, so only readings remain.
+        """
+        self._producer.flush(timeout)
+        self._producer.poll(0)
+        return len(self._producer)
 
     def take_failures(self) -> dict[str, int]:
         """Failed deliveries by reason since the last call."""

@@ -117,7 +117,7 @@ class Env:
         """Seconds, from a Go-style duration such as `5m` or `30s`."""
         expected = f"a duration such as 30s, 5m or 1h (at least {minimum:g}s)"
         value = self._get(name, default, parse_duration, expected)
-        if value < minimum:
+        if not math.isfinite(value) or value < minimum:
             raise ConfigError(f"{name}={self.raw(name)!r}: expected {expected}")
         return value
 

@@ -50,11 +50,19 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = _one_line(super().format(record)) if not record.exc_info else super().format(record)
         extras = _fields(record)
         if extras:
-            line += "  " + " ".join(f"{k}={v}" for k, v in extras.items())
+            line += "  " + " ".join(f"{k}={_one_line(str(v))}" for k, v in extras.items())
         return line
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+def _one_line(text: str) -> str:
+    """Control characters escaped: text from the stream (a device id) must not forge a new log line."""
+    return text.translate(_CONTROL)
 
 
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
@@ -64,9 +72,10 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Third-party chatter stays at warning unless we debug.
+    # HTTP libraries stay at warning even when we debug: their request lines
+    # carry the URL path, and a Slack webhook's path is its secret.
     for noisy in ("urllib3", "requests"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class Throttle:

@@ -104,8 +104,14 @@ def check_topic(cluster: PrivateCluster, topic: str, delivered: int) -> list[Rec
 
 
 def check_alerts(slack: SlackStandIn, records: list[Record], timeout: float = 90) -> None:
-    """Every device that ran hot got exactly one alert (the 30-minute cooldown outlasts the test)."""
-    hot = {r.key.decode() for r in records if r.reading.temperature > THRESHOLD}
+    """Every device that ran hot got exactly one alert, for its FIRST hot reading (the 30-minute cooldown
+    outlasts the test, so a lost first alert would show as a later reading's alert)."""
+    first_hot: dict[str, float] = {}
+    for record in records:  # per device, offset order is time order
+        reading = record.reading
+        if reading.temperature > THRESHOLD:
+            first_hot.setdefault(reading.device_id, reading.temperature)
+    hot = set(first_hot)
     assert hot, "the run produced hot readings"
     got = slack.wait_for(lambda messages: set(alerts_by_device(messages)) >= hot, timeout)
     time.sleep(1.0)  # a repeat would show up now
@@ -113,11 +119,23 @@ def check_alerts(slack: SlackStandIn, records: list[Record], timeout: float = 90
     assert set(by_device) == hot, f"alerts for devices that never ran hot: {set(by_device) - hot}"
     repeated = {d: len(a) for d, a in by_device.items() if len(a) > 1}
     assert not repeated, f"devices alerted more than once: {repeated}"
+    wrong = {
+        device: (alerts[0]["by_title"]["Temperature"], f"{first_hot[device]:.2f}°C")
+        for device, alerts in by_device.items()
+        if alerts[0]["by_title"]["Temperature"] != f"{first_hot[device]:.2f}°C"
+    }
+    assert not wrong, f"alerts not for the device's first hot reading (got, expected): {wrong}"
     assert got
 
 
 def log_lines(text: str, pattern: str) -> list[str]:
     return [line for line in text.splitlines() if re.search(pattern, line)]
+
+
+def assert_structured(name: str, text: str) -> None:
+    """Every line a service printed is one JSON object (LOG_FORMAT=json): no raw librdkafka `%3|...` lines."""
+    raw = [line for line in text.splitlines() if line.strip() and not line.startswith("{")]
+    assert not raw, f"{name} printed {len(raw)} unstructured lines, e.g. {raw[:3]}"
 
 
 def test_a_broker_killed_under_load_loses_and_duplicates_nothing(
@@ -203,6 +221,7 @@ def test_a_hung_broker_neither_hangs_nor_crashes_the_services(
         records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
         check_alerts(slack, records)
         for name, text in (("publisher", publisher.text()), ("alerter", alerter.log)):
+            assert_structured(name, text)
             warnings = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
             noisy = [
                 w for w in warnings
@@ -235,6 +254,10 @@ def test_services_started_before_the_cluster_wait_and_then_work(
         summary = stop_publisher(publisher)
         records = check_topic(private_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
         check_alerts(slack, records)
+        for name, text in (("publisher", publisher.text()), ("alerter", alerter.log)):
+            assert_structured(name, text)
+            attempts = log_lines(text, r"not reachable \(attempt")
+            assert len(attempts) <= 30, f"{name}: {len(attempts)} attempt lines for STARTUP_ATTEMPTS=30"
     finally:
         publisher.kill()
         alerter.stop()

@@ -116,3 +116,10 @@ def test_common_settings_defaults_and_overrides() -> None:
     assert (custom.topic_replication_factor, custom.metrics_port, custom.startup_backoff_max) == (3, 0, 2.0)
     with pytest.raises(ConfigError, match="STARTUP_ATTEMPTS"):
         load_common(Env({"STARTUP_ATTEMPTS": "0"}), default_metrics_port=9100)
+
+
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf", "infinity", "1e400"])
+def test_durations_must_be_finite(raw: str) -> None:
+    """A NaN or infinite duration (never-firing commit timer, cooldown that never holds) is refused."""
+    with pytest.raises(ConfigError, match="COMMIT_INTERVAL"):
+        Env({"COMMIT_INTERVAL": raw}).duration("COMMIT_INTERVAL", 1.0)

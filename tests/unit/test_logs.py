@@ -66,3 +66,24 @@ def test_throttle_allows_once_per_interval_and_counts_the_rest() -> None:
     assert throttle.allow("broker-1") is None
     now[0] = 10.0
     assert throttle.allow("broker-1") == 2
+
+
+def test_debug_level_keeps_http_request_lines_out(capsys: pytest.CaptureFixture[str]) -> None:
+    """Even at LOG_LEVEL=debug, urllib3's request lines (whose path is the webhook secret) are not logged."""
+    configure_logging("debug", "text")
+    logging.getLogger("urllib3.connectionpool").debug('"POST /services/T0/B0/SECRETTOKEN HTTP/1.1" 200 2')
+    logging.getLogger("alerter").debug("own debug line")
+    err = capsys.readouterr().err
+    assert "SECRETTOKEN" not in err
+    assert "own debug line" in err
+
+
+def test_text_format_cannot_be_split_by_untrusted_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """A device id with a newline or escape code stays on its one log line, escaped."""
+    configure_logging("info", "text")
+    evil = "gpu-1\n2026-11-25 00:00:00 INFO forged: all good\x1b[2J"
+    logging.getLogger("alerter").warning("HIGH TEMPERATURE ALERT: Device %s", evil, extra={"device": evil})
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "gpu-1\\n2026" in lines[0]
+    assert "\\x1b[2J" in lines[0]
