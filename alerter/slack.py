@@ -11,6 +11,7 @@ failures are described by status, Slack's short body, or the exception type.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from urllib3.util import Retry
 
 from alerter.settings import Secret
 from shared.models import AlertEvent
+
+log = logging.getLogger(__name__)
 
 USERNAME: Final = "GPU Temperature Monitor"
 ALERT_ICON: Final = ":fire:"
@@ -141,7 +144,7 @@ class Attempt:
         return f"{self.reason} ({self.error})" if self.error else self.reason
 
 
-_RETRY_AFTER_MAX: Final = 900.0
+RETRY_AFTER_MAX: Final = 300.0  # longer is taken as a broken header: wait this long, then ask again
 _BODY_MAX: Final = 200
 
 
@@ -152,7 +155,8 @@ class WebhookClient:
     they are unbounded (a long Slack outage must not drop an alert),
     interruptible (shutdown, partition revoked) and counted per reason. The
     backoff is exponential with full jitter; a 429 waits what `Retry-After`
-    says, parsed by urllib3.
+    says, parsed by urllib3, but at least the initial backoff (`0` or a date
+    in the past must not make the loop spin) and at most RETRY_AFTER_MAX.
     """
 
     def __init__(
@@ -181,13 +185,14 @@ class WebhookClient:
     def close(self) -> None:
         self._session.close()
 
-    def post(self, payload: bytes) -> Attempt:
+    def post(self, payload: bytes, timeout: float | None = None) -> Attempt:
+        """One attempt; `timeout` (seconds) replaces the configured one for this call."""
         try:
             response = self._session.post(
                 self._url.reveal(),
                 data=payload,
                 headers={"Content-Type": "application/json; charset=utf-8"},
-                timeout=self._timeout,
+                timeout=self._timeout if timeout is None else (min(timeout, self._timeout[0]), timeout),
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
@@ -234,18 +239,30 @@ class WebhookClient:
             failures += 1
             if attempts is not None and failures >= attempts:
                 return attempt
-            delay = attempt.retry_after if attempt.retry_after is not None else self.backoff(failures)
+            delay = self.backoff(failures) if attempt.retry_after is None else self._honoured(attempt.retry_after)
             on_retry(attempt, delay)
             if not wait(delay):
                 return attempt
 
+    def _honoured(self, retry_after: float) -> float:
+        """What `Retry-After` asked, within [initial backoff, RETRY_AFTER_MAX]."""
+        if retry_after > RETRY_AFTER_MAX:
+            log.warning(
+                "Slack asked to wait %.0fs before retrying (Retry-After); waiting %.0fs instead",
+                retry_after,
+                RETRY_AFTER_MAX,
+            )
+            return RETRY_AFTER_MAX
+        return max(retry_after, self._backoff_initial)
+
     def _parse_retry_after(self, response: requests.Response) -> float | None:
+        """Seconds from now (0 for a date in the past); None when missing or unreadable."""
         value = response.headers.get("Retry-After")
         if value is None:
             return None
         try:
-            return min(_RETRY_AFTER_MAX, max(0.0, float(self._retry_after.parse_retry_after(value))))
-        except InvalidHeader:
+            return max(0.0, float(self._retry_after.parse_retry_after(value)))
+        except (InvalidHeader, OverflowError, ValueError):
             return None
 
 

@@ -9,7 +9,7 @@ answer 429 with `Retry-After`, or hang without answering.
     python -m alerter.slack_stand_in [--host H] [--port P] [--quiet]
 
 Control (JSON over HTTP, so another process can drive it):
-    POST /_control   {"mode": "error"|"rate_limit"|"hang"|"ok", "status": 500, "retry_after": 1,
+    POST /_control   {"mode": "error"|"rate_limit"|"hang"|"ok", "status": 500, "retry_after": 1 (or an HTTP date),
                       "hold": 30, "count": N, "seconds": S, "probability": 1.0}
     GET  /_received  {"messages": [{"path", "message", "at"}...], "requests", "refused", "invalid"}
                      (`?after=N`: only the messages after the first N, for pollers of long runs)
@@ -60,7 +60,7 @@ class Behaviour:
 
     mode: str = "ok"
     status: int = 500
-    retry_after: float = 1.0
+    retry_after: float | str = 1.0  # seconds, or a header value sent as it is (an HTTP date, say)
     hold: float = 30.0  # hang: how long a request stays unanswered (the connection is then dropped)
     count: int | None = None
     seconds: float | None = None
@@ -77,7 +77,7 @@ class Behaviour:
         behaviour = cls(
             mode=str(data.get("mode", "ok")),
             status=int(data.get("status", 500)),
-            retry_after=float(data.get("retry_after", 1.0)),
+            retry_after=_retry_after(data.get("retry_after", 1.0)),
             hold=float(data.get("hold", 30.0)),
             count=None if data.get("count") is None else int(data["count"]),
             seconds=None if data.get("seconds") is None else float(data["seconds"]),
@@ -86,6 +86,10 @@ class Behaviour:
         if not 100 <= behaviour.status <= 599 or not 0.0 <= behaviour.probability <= 1.0:
             raise ValueError("status must be 100-599 and probability 0-1")
         return behaviour
+
+
+def _retry_after(value: Any) -> float | str:
+    return value if isinstance(value, str) else float(value)
 
 
 def validate(body: bytes) -> dict[str, Any] | None:
@@ -235,7 +239,9 @@ class SlackStandIn:
     def fail(self, status: int = 500, *, count: int | None = None, seconds: float | None = None) -> None:
         self.behave(Behaviour("error", status=status, count=count, seconds=seconds))
 
-    def rate_limit(self, retry_after: float = 1.0, *, count: int | None = None, seconds: float | None = None) -> None:
+    def rate_limit(
+        self, retry_after: float | str = 1.0, *, count: int | None = None, seconds: float | None = None
+    ) -> None:
         self.behave(Behaviour("rate_limit", status=429, retry_after=retry_after, count=count, seconds=seconds))
 
     def hang(self, hold: float = 30.0, *, count: int | None = None, seconds: float | None = None) -> None:
@@ -343,7 +349,9 @@ class SlackStandIn:
                     stand_in._stopping.wait(behaviour.hold)
                     self.close_connection = True  # drop it unanswered, as a dead upstream would
                 elif behaviour.mode == "rate_limit":
-                    self._answer(429, b"rate_limited", headers={"Retry-After": f"{behaviour.retry_after:g}"})
+                    after = behaviour.retry_after
+                    value = after if isinstance(after, str) else f"{after:g}"
+                    self._answer(429, b"rate_limited", headers={"Retry-After": value})
                 else:
                     self._answer(behaviour.status, b"internal_error" if behaviour.status >= 500 else b"refused")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
 from alerter.settings import Secret
-from alerter.slack import Attempt, Outcome, WebhookClient, encode_message, notice_message
+from alerter.slack import RETRY_AFTER_MAX, Attempt, Outcome, WebhookClient, encode_message, notice_message
 from alerter.slack_stand_in import SlackStandIn
 
 WEBHOOK_PATH = "services/T0SECRET/B0SECRET/tokentokentoken"
@@ -57,6 +60,34 @@ def test_429_waits_what_retry_after_says(stand_in: SlackStandIn) -> None:
     attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
     assert attempt.outcome is Outcome.ACCEPTED
     assert [(a.reason, a.status, d) for a, d in retries] == [("rate_limited", 429, 7.0)]
+
+
+def test_retry_after_zero_still_waits_the_initial_backoff(stand_in: SlackStandIn) -> None:
+    """`Retry-After: 0` does not make the retry loop spin: each retry waits at least the initial backoff."""
+    stand_in.rate_limit(retry_after=0, count=2)
+    attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert [(a.retry_after, d) for a, d in retries] == [(0.0, 0.01), (0.0, 0.01)]
+
+
+def test_retry_after_date_in_the_past_still_waits_the_initial_backoff(stand_in: SlackStandIn) -> None:
+    """A `Retry-After` HTTP date already past counts as no wait asked, so the initial backoff applies."""
+    stand_in.rate_limit(retry_after=format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True), count=1)
+    attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert [(a.reason, a.retry_after, d) for a, d in retries] == [("rate_limited", 0.0, 0.01)]
+
+
+def test_absurd_retry_after_is_capped_and_logged(stand_in: SlackStandIn, caplog: pytest.LogCaptureFixture) -> None:
+    """A two-hour `Retry-After` waits RETRY_AFTER_MAX instead, and one warning says so."""
+    stand_in.rate_limit(retry_after=7200, count=1)
+    with caplog.at_level(logging.WARNING, logger="alerter.slack"):
+        attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert [d for _, d in retries] == [RETRY_AFTER_MAX]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Slack asked to wait 7200s before retrying (Retry-After); waiting {RETRY_AFTER_MAX:.0f}s instead"
+    ]
 
 
 def test_other_4xx_is_refused_at_once_with_status_and_body(stand_in: SlackStandIn) -> None:
