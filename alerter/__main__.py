@@ -1,7 +1,14 @@
 """`gpu-temp-alert` / `python -m alerter`: settings, logging, health, cluster wait, topics, then the loop.
 
-Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the cluster
-stays unreachable or a topic cannot be created, 2 for a bad setting.
+Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM); 1 when the cluster
+stays unreachable, a topic cannot be created, a Kafka client error ends the
+loop or the Slack sender thread dies (one line each; what was committed stays,
+the rest is read again after a restart); 2 for a bad setting or option.
+
+Shutdown fits compose's 45 s stop_grace_period with the defaults: undelivered
+alerts get SHUTDOWN_TIMEOUT (10 s), the alert being posted up to SLACK_TIMEOUT
+(10 s) more, then offsets are committed and the group left; the shutdown
+notice comes last, ONE attempt within what is left of SHUTDOWN_BUDGET.
 """
 
 from __future__ import annotations
@@ -9,14 +16,17 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from typing import Final
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from alerter.bootstrap import CLIENT_ID, build, kafka_logger, prepare_topics
 from alerter.metrics import AlerterMetrics
+from alerter.sender import SenderStopped
 from alerter.service import AlerterService
-from alerter.settings import AlerterSettings, load_settings
+from alerter.settings import AlerterSettings, load_settings, parse_args
 from alerter.slack import SHUTDOWN_TEXT, STARTUP_TEXT, Outcome, WebhookClient, encode_message, notice_message
 from shared.config import ConfigError, Env, exit_on_config_error, load_environment
 from shared.health import HealthServer
@@ -26,12 +36,15 @@ from shared.signals import stop_on_signals
 
 log = logging.getLogger("alerter")
 
-NOTICE_ATTEMPTS = 3
+NOTICE_ATTEMPTS: Final = 3  # the start-up notice
+NOTICE_TIMEOUT: Final = 5.0  # seconds one notice post may take
+SHUTDOWN_BUDGET: Final = 35.0  # seconds from the start of shutdown to the end of the shutdown notice
+MIN_NOTICE_TIME: Final = 0.5  # less left than this: the shutdown notice is not attempted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    del argv  # configured by the environment only, as the original
     try:
+        parse_args(sys.argv[1:] if argv is None else argv)
         settings = load_settings(Env(load_environment()))
     except ConfigError as error:
         exit_on_config_error(CLIENT_ID, error)
@@ -79,25 +92,61 @@ def _run(
     log.info("connected to the Kafka cluster at %s", settings.common.brokers)
     service, client = build(settings, metrics, layout)
     holder.append(service)
-    _notify(client, STARTUP_TEXT, settings.slack_channel, stop)
+    try:
+        _notify(client, STARTUP_TEXT, settings.slack_channel, stop)
+        return serve(service, client, settings.slack_channel, stop)
+    finally:
+        client.close()
+
+
+def serve(service: AlerterService, client: WebhookClient, channel: str, stop: threading.Event) -> int:
+    """Run the loop until `stop`, then say goodbye; 1 (after one line) when a Kafka error or a dead sender ends it."""
+    code = 0
     try:
         service.run(stop)
-    finally:
-        _notify(client, SHUTDOWN_TEXT, settings.slack_channel, threading.Event())
-        client.close()
-    log.info("Application shutdown complete")
-    return 0
+    except KafkaException as exc:
+        log.error(  # noqa: TRY400 - one clear line; offsets committed before stay, the rest is read again
+            "stopping on a Kafka error: %s; the records not yet committed will be read again after a restart",
+            _kafka_error(exc),
+        )
+        code = 1
+    except SenderStopped as exc:
+        log.error("%s", exc)  # noqa: TRY400 - one clear line
+        code = 1
+    began = service.shutdown_started if service.shutdown_started is not None else time.monotonic()
+    _say_goodbye(client, channel, SHUTDOWN_BUDGET - (time.monotonic() - began))
+    if code == 0:
+        log.info("Application shutdown complete")
+    return code
 
 
 def _notify(client: WebhookClient, text: str, channel: str, stop: threading.Event) -> None:
-    """Start-up and shutdown notices: a few tries, and a warning if Slack does not take them."""
+    """The start-up notice: a few short tries, and a warning if Slack does not take it."""
     attempt = client.deliver(
         encode_message(notice_message(text, channel)),
         wait=lambda delay: not stop.wait(min(delay, 2.0)),
         attempts=NOTICE_ATTEMPTS,
+        timeout=NOTICE_TIMEOUT,
     )
     if attempt.outcome is not Outcome.ACCEPTED:
         log.warning("could not send the notification %r to Slack: %s", text, attempt.describe())
+
+
+def _say_goodbye(client: WebhookClient, channel: str, left: float) -> None:
+    """The shutdown notice: one attempt within what is left of the budget (offsets are committed already)."""
+    if left < MIN_NOTICE_TIME:
+        log.warning("no time left to send the notification %r to Slack", SHUTDOWN_TEXT)
+        return
+    attempt = client.post(encode_message(notice_message(SHUTDOWN_TEXT, channel)), timeout=min(NOTICE_TIMEOUT, left))
+    if attempt.outcome is not Outcome.ACCEPTED:
+        log.warning("could not send the notification %r to Slack: %s", SHUTDOWN_TEXT, attempt.describe())
+
+
+def _kafka_error(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    if isinstance(error, KafkaError):
+        return f"{error.str()} ({error.name()}{', fatal' if error.fatal() else ''})"
+    return str(exc)
 
 
 if __name__ == "__main__":

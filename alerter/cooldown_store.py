@@ -108,12 +108,12 @@ class CooldownStore:
                 delay = min(2.0, delay * 2)
 
     def _restore_once(self, source_partition: int, since: float, deadline: float) -> dict[str, tuple[float, ...]]:
-        consumer = self._consumer or self._new_consumer()
-        self._consumer = consumer
         alert_partition = self.alert_partition(source_partition)
         wanted_partition = str(source_partition).encode()
         times: dict[str, list[float]] = defaultdict(list)
         try:
+            consumer = self._consumer or self._new_consumer()  # creating it can fail too (a KafkaException)
+            self._consumer = consumer
             start = consumer.offsets_for_times(
                 [TopicPartition(self.topic, alert_partition, max(0, round(since * 1000)))], timeout=_left(deadline, 5)
             )[0]

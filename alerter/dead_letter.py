@@ -3,7 +3,9 @@
 A record lands there byte for byte (key, value, original headers) with headers
 saying why and where it came from, so an operator can inspect, fix and replay
 it. The offset of a dead-lettered record is committed only once the broker
-acknowledged the copy (the caller's `on_done` runs then).
+acknowledged the copy (the caller's `on_done(None)` runs then). A failed copy
+is produced again; should even that fail, `on_done(error)` says so and the
+caller keeps the record uncommitted, to be read again after a restart.
 """
 
 from __future__ import annotations
@@ -91,10 +93,18 @@ class DeadLetters:
                 return
             if self._throttle.allow(f"dlq-{error.code()}") is not None:
                 log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error.str())
-            if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                self._produce(key, *_truncated(value, headers), on_done)
-            else:
-                self._produce(key, value, headers, on_done)
+            try:
+                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    self._produce(key, *_truncated(value, headers), on_done)
+                else:
+                    self._produce(key, value, headers, on_done)
+            except KafkaException as exc:  # raised here it would surface in whichever thread polled
+                log.error(  # noqa: TRY400 - one clear line
+                    "dead-letter copy to %s cannot be produced again (%s); its record stays uncommitted",
+                    self.topic,
+                    exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc,
+                )
+                on_done(error)
 
         while True:
             try:

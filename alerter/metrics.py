@@ -34,7 +34,8 @@ class AlerterMetrics:
         self.alerts_failed = Counter(
             "gpu_alerter_alerts_failed",
             "Alerts given up on, by reason (rejected: parked on the dead-letter topic; revoked: left to the "
-            "partition's new owner; shutdown: re-read after restart).",
+            "partition's new owner; shutdown: re-read after restart; error: an unexpected failure while handling "
+            "it, re-read after restart).",
             ["reason"],
             registry=r,
         )
@@ -73,7 +74,7 @@ class AlerterMetrics:
         )
         for reason in ("timeout", "connection", "server_error", "rate_limited", "error"):
             self.alert_retries.labels(reason)
-        for reason in ("rejected", "revoked", "shutdown"):
+        for reason in ("rejected", "revoked", "shutdown", "error"):
             self.alerts_failed.labels(reason)
         for reason in ("cooldown", "in_flight"):
             self.alerts_suppressed.labels(reason)

@@ -7,6 +7,11 @@ topic, and reports back through a queue; the main loop then starts the
 device's cooldown and releases the record's offset. An alert Slack refuses for
 good (4xx) is parked on the dead-letter topic instead. One worker keeps each
 device's alerts in order and sends at the pace Slack allows.
+
+An unexpected error while handling one alert (a Kafka client error, say)
+fails that alert only: its record stays uncommitted, so it is raised again
+after a restart or a rebalance, and the worker goes on. Should the worker end
+anyway, `alive()` says so and the service stops (SenderStopped).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from alerter.cooldown_store import CooldownStore
 from alerter.dead_letter import DeadLetters
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 class Result(Enum):
     DELIVERED = "delivered"  # Slack accepted it; the alerts topic has it (or said why not)
     PARKED = "parked"  # Slack refused it for good; the dead-letter topic has it
+    FAILED = "failed"  # an unexpected error while handling it; its record stays held and is read again
     ABANDONED = "abandoned"  # given up unsent (shutdown, or its partition went to another instance)
 
 
@@ -53,6 +59,10 @@ class PendingAlert:
 
 
 Completion = tuple[PendingAlert, Result]
+
+
+class SenderStopped(RuntimeError):
+    """The worker thread ended while the service was running: alerts would pile up unsent."""
 
 
 class AlertSender:
@@ -86,6 +96,10 @@ class AlertSender:
     def submit(self, alert: PendingAlert) -> None:
         self._queue.put(alert)
 
+    def alive(self) -> bool:
+        """False once the worker thread has ended (stopped, or died); True before it starts."""
+        return self._thread.ident is None or self._thread.is_alive()
+
     def stop(self, timeout: float) -> None:
         """Interrupt retries and end the worker; an unfinished alert is reported abandoned."""
         self._stop.set()
@@ -99,7 +113,7 @@ class AlertSender:
             try:
                 item = self._queue.get(timeout=0.1)
             except queue.Empty:
-                self._producer.poll(0)
+                self._serve_producer()
                 continue
             if item is None:
                 return
@@ -108,8 +122,38 @@ class AlertSender:
             if self._stop.is_set():
                 self._completions.put((item, Result.ABANDONED))
                 continue
-            self._send(item)
+            try:
+                self._send(item)
+            except Exception as exc:  # noqa: BLE001 - one alert fails, never the worker (see the module docstring)
+                self._failed(item, exc)
+            self._serve_producer()
+
+    def _serve_producer(self) -> None:
+        try:
             self._producer.poll(0)
+        except Exception as exc:  # noqa: BLE001 - a delivery callback's error must not end the worker
+            self._report("poll", "a producer callback failed (%s)", _describe(exc))
+
+    def _failed(self, item: PendingAlert, exc: Exception) -> None:
+        self._metrics.alerts_failed.labels("error").inc()
+        self._report(
+            "failed",
+            "could not handle an alert (%s); its record stays uncommitted and is read again after a restart",
+            _describe(exc),
+            device=item.alert.device_id,
+        )
+        self._completions.put((item, Result.FAILED))
+
+    def _report(self, key: str, message: str, cause: str, device: str | None = None) -> None:
+        """One line per kind of failure and interval, with a count of those not logged."""
+        suppressed = self._throttle.allow(key)
+        if suppressed is not None:
+            log.error(
+                message + "%s",
+                cause,
+                f" ({suppressed} similar not logged)" if suppressed else "",
+                extra={} if device is None else {"device": device},
+            )
 
     def _send(self, item: PendingAlert) -> None:
         attempt = self._client.deliver(
@@ -127,7 +171,13 @@ class AlertSender:
                 "alert delivered to Slack",
                 extra={"device": item.alert.device_id, "partition": item.ledger.partition, "offset": item.offset},
             )
-            self._store.record(item.alert, item.at, item.ledger.partition, lambda error: self._recorded(item, error))
+            try:
+                self._store.record(
+                    item.alert, item.at, item.ledger.partition, lambda error: self._recorded(item, error)
+                )
+            except Exception as exc:  # noqa: BLE001 - Slack has it: sending it again would repeat it
+                self._record_lost(item, _describe(exc))
+                self._completions.put((item, Result.DELIVERED))
         elif attempt.outcome is Outcome.REJECTED:
             self._metrics.alerts_failed.labels("rejected").inc()
             log.error(
@@ -142,20 +192,24 @@ class AlertSender:
                 encode(item.alert),
                 f"slack rejected the alert: {attempt.describe()}",
                 (item.topic, item.ledger.partition, item.offset),
-                lambda _error: self._completions.put((item, Result.PARKED)),
+                lambda error: self._completions.put((item, Result.PARKED if error is None else Result.FAILED)),
             )
         else:
             self._completions.put((item, Result.ABANDONED))
 
     def _recorded(self, item: PendingAlert, error: KafkaError | None) -> None:
-        if error is not None and self._throttle.allow("record") is not None:
+        if error is not None:
+            self._record_lost(item, error.str())
+        self._completions.put((item, Result.DELIVERED))
+
+    def _record_lost(self, item: PendingAlert, cause: str) -> None:
+        if self._throttle.allow("record") is not None:
             log.error(
                 "could not record a delivered alert on %s (%s): its cooldown will not survive a restart",
                 self._store.topic,
-                error.str(),
+                cause,
                 extra={"device": item.alert.device_id},
             )
-        self._completions.put((item, Result.DELIVERED))
 
     def _wait(self, item: PendingAlert, delay: float) -> bool:
         """Sleep before a retry; False (give up) on shutdown or when the alert's partition was taken away."""
@@ -180,3 +234,9 @@ class AlertSender:
                 f" ({suppressed} similar failures not logged)" if suppressed else "",
                 extra={"device": item.alert.device_id, "reason": attempt.reason},
             )
+
+
+def _describe(exc: Exception) -> str:
+    """A Kafka error by its own text; anything else by type and message (never a traceback)."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return error.str() if isinstance(error, KafkaError) else f"{type(exc).__name__}: {exc}"

@@ -11,6 +11,10 @@ The per-record path is kept small: one decode, one comparison, one dict
 store; everything else (metrics, offsets, commits) happens once per batch or
 once per `commit_interval`. Only the main thread touches ledgers and device
 states; the sender and the producer's callbacks report through a queue.
+
+`run` ends by raising KafkaException on a fatal client error and SenderStopped
+if the sender thread died: the caller exits non-zero and a restart re-reads
+what was not committed.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from alerter.dead_letter import DeadLetters, why_unreadable
 from alerter.ledger import PartitionLedger
 from alerter.metrics import AlerterMetrics
 from alerter.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
-from alerter.sender import AlertSender, Completion, PendingAlert, Result
+from alerter.sender import AlertSender, Completion, PendingAlert, Result, SenderStopped
 from alerter.settings import AlerterSettings
 from alerter.slack import alert_message, encode_message
 from shared.codec import MAX_RECORD_BYTES
@@ -85,6 +89,8 @@ class AlerterService:
         self._paused = False
         self._closing = False
         self._outage_since: float | None = None
+        self._fatal: KafkaError | None = None
+        self.shutdown_started: float | None = None  # time.monotonic() when shutdown began
         self._throttle = Throttle(10.0)
         self._bad_throttle = Throttle(5.0)
         self.processed = 0  # records handled, good and bad (benchmarks read it)
@@ -98,8 +104,8 @@ class AlerterService:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def ready(self) -> bool:
-        """Connected and owning partitions (health.HealthServer's /readyz)."""
-        return self._ready.is_set() and self._outage_since is None
+        """Connected, owning partitions and able to send (health.HealthServer's /readyz)."""
+        return self._ready.is_set() and self._outage_since is None and self._fatal is None and self._sender.alive()
 
     def run(self, stop: threading.Event) -> None:
         consumer = self._consumer = self._consumer_factory(self._consumer_config)
@@ -122,6 +128,7 @@ class AlerterService:
                 self._producer.poll(0)
                 now = time.monotonic()
                 if now >= next_commit:
+                    self._check_alive()
                     self._drain()
                     self._commit(asynchronous=True)
                     next_commit = now + self._settings.commit_interval
@@ -134,13 +141,23 @@ class AlerterService:
         finally:
             self._shutdown()
 
+    def _check_alive(self) -> None:
+        if self._fatal is not None:
+            raise KafkaException(self._fatal)
+        if not self._sender.alive():
+            raise SenderStopped(
+                f"the Slack sender thread ended unexpectedly with {self._pending} alerts undelivered; stopping so "
+                "that a restart raises them again"
+            )
+
     def _shutdown(self) -> None:
         """Give undelivered alerts `shutdown_timeout` to finish, commit what is safe, leave the group."""
+        self.shutdown_started = time.monotonic()
         self._closing = True
-        deadline = time.monotonic() + self._settings.shutdown_timeout
-        if self._pending:
+        deadline = self.shutdown_started + self._settings.shutdown_timeout
+        if self._pending and self._sender.alive():
             log.info("waiting up to %.0fs for %d undelivered alerts", self._settings.shutdown_timeout, self._pending)
-        while (self._pending or self._holds()) and time.monotonic() < deadline:
+        while (self._pending or self._holds()) and time.monotonic() < deadline and self._sender.alive():
             self._producer.poll(0.05)
             self._drain()
         self._sender.stop(timeout=self._settings.slack_timeout + 1.0)
@@ -284,8 +301,9 @@ class AlerterService:
     def _dlq_ack(self, ledger: PartitionLedger, offset: int) -> Callable[[KafkaError | None], None]:
         """Runs on whichever thread served the producer, once the copy is acknowledged; the main thread applies it."""
 
-        def acknowledged(_error: KafkaError | None) -> None:
-            self._dlq_acks.put((ledger, offset))
+        def acknowledged(error: KafkaError | None) -> None:
+            if error is None:  # otherwise the copy could not be made: the record stays held, to be read again
+                self._dlq_acks.put((ledger, offset))
 
         return acknowledged
 
@@ -319,7 +337,7 @@ class AlerterService:
                 ledger.states[device] = policy.abandoned(state, pending.at)
             if result is Result.ABANDONED:
                 self._abandoned += 1  # its record stays held: the commit stops there and it is read again
-            else:
+            elif result is not Result.FAILED:  # a failed one stays held too (the sender logged and counted it)
                 ledger.release(pending.offset)
         self._metrics.pending_alerts.set(self._pending)
         if self._paused and self._pending <= self._settings.max_pending_alerts // 2:
@@ -510,6 +528,10 @@ class AlerterService:
                 self._lag_partitions.add(ledger.partition)
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() == KafkaError._FATAL:  # the client is unusable: `run` ends
+            if self._fatal is None or (error.fatal() and not self._fatal.fatal()):
+                self._fatal = error  # error_cb's copy names the underlying error; a message's only says _FATAL
+            return
         if error.code() == KafkaError._ALL_BROKERS_DOWN and self._outage_since is None:
             self._outage_since = time.monotonic()
         self._log_kafka_error("consumer", error)

@@ -1,19 +1,23 @@
 """The alerter's settings: the original's variables plus what at-least-once delivery needs.
 
 Built once at start-up from an `Env`; every bad value raises ConfigError naming
-the variable. The webhook URL is a secret (it authorises posting to a Slack
-channel), so it is held in a `Secret` that never shows up in a repr or a log.
+the variable, and so does a command-line option (there are none but --help).
+The webhook URL is a secret (it authorises posting to a Slack channel), so it
+is held in a `Secret` that never shows up in a repr or a log.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
 from shared.config import CommonSettings, ConfigError, Env, load_common
 
+SERVICE: Final = "gpu-temp-alert"
 DEFAULT_METRICS_PORT: Final = 9101
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -110,3 +114,19 @@ def _name(env: Env, name: str, default: str) -> str:
     if len(value) > 255:
         raise ConfigError(f"{name}: expected at most 255 characters")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option as a ConfigError (one line) instead of usage text and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (usage: {SERVICE} [--help]; settings come from the environment)")
+
+
+def parse_args(argv: Sequence[str]) -> None:
+    """No options besides --help: an unknown one is a ConfigError rather than silently ignored."""
+    _Parser(
+        prog=SERVICE,
+        description="Consume GPU temperature readings from Kafka and alert Slack above a threshold. Configured by"
+        " environment variables (see the README); a .env file in the working directory is read too.",
+    ).parse_args(list(argv))

@@ -229,11 +229,12 @@ class WebhookClient:
         wait: Callable[[float], bool],
         on_retry: Callable[[Attempt, float], None] = lambda _attempt, _delay: None,
         attempts: int | None = None,
+        timeout: float | None = None,
     ) -> Attempt:
         """Post until accepted or refused; `wait(delay)` sleeps and returns False to give up early."""
         failures = 0
         while True:
-            attempt = self.post(payload)
+            attempt = self.post(payload, timeout)
             if attempt.outcome is not Outcome.RETRY:
                 return attempt
             failures += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -83,10 +84,10 @@ def test_webhook_url_is_required_and_checked_without_echoing_it(url: str) -> Non
         assert url not in str(error.value)
 
 
-def _alerter(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _alerter(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TEMPERATURE_", "ALERT_"))}
     return subprocess.run(
-        [sys.executable, "-m", "alerter"],
+        [sys.executable, "-m", "alerter", *args],
         env={**clean, **env},
         cwd=tmp_path,  # no .env here
         capture_output=True,
@@ -121,3 +122,35 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "ALERT_COOLDOWN='bad'" in result.stderr
     assert "TEMPERATURE_THRESHOLD" not in result.stderr
+
+
+def _runnable_env() -> dict[str, str]:
+    """Valid settings with brokers nobody listens on: were options ignored, the alerter would exit 1 soon."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return {
+        "SLACK_WEBHOOK_URL": URL,
+        "REDPANDA_BROKERS": f"127.0.0.1:{port}",
+        "STARTUP_ATTEMPTS": "1",
+        "METRICS_PORT": "0",
+    }
+
+
+def test_unknown_option_exits_2_with_one_line(tmp_path: Path) -> None:
+    """`python -m alerter --bogus` is refused with one line naming the option and the usage, exit code 2."""
+    result = _alerter(_runnable_env(), tmp_path, "--bogus")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "gpu-temp-alert: configuration error: unrecognized arguments: --bogus "
+        "(usage: gpu-temp-alert [--help]; settings come from the environment)"
+    ]
+
+
+def test_help_prints_usage_and_exits_0(tmp_path: Path) -> None:
+    """`--help` describes the program and exits 0 without starting, even with no settings at all."""
+    result = _alerter({}, tmp_path, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: gpu-temp-alert [-h]")
+    assert "environment variables" in result.stdout
+    assert result.stderr == ""

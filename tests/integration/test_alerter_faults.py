@@ -1,0 +1,335 @@
+"""Failures outside Slack's answers: Kafka client errors in the sender and the loop, a dead sender, a hanging
+Slack at shutdown. Each ends in one clear line and never loses a record: what was not done stays uncommitted.
+
+The in-process tests wire the alerter from its real parts, as alerter.bootstrap does, against the real cluster
+and the real stand-in; a producer limited to 1000-byte messages makes librdkafka itself refuse large records.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from alerter.__main__ import serve
+from alerter.bootstrap import prepare_topics
+from alerter.cooldown_store import CooldownStore, RestoreError
+from alerter.dead_letter import DeadLetters
+from alerter.ledger import PartitionLedger
+from alerter.metrics import AlerterMetrics
+from alerter.sender import AlertSender, Completion, PendingAlert, Result
+from alerter.service import AlerterService
+from alerter.settings import AlerterSettings, Secret, load_settings
+from alerter.slack import WebhookClient, alert_message, encode_message
+from alerter.slack_stand_in import SlackStandIn
+from shared.config import Env
+from shared.kafka import consumer_config, ensure_topic, producer_config
+from tests.alerter_support import (
+    WEBHOOK_PATH,
+    AlerterProcess,
+    alert_count,
+    alert_env,
+    committed,
+    end_offsets,
+    make_alert,
+    produce,
+    reading,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+SMALL_MESSAGES = {"message.max.bytes": 1000}  # librdkafka's minimum; a long-named device's alert exceeds it
+LONG = "x" * 250
+
+
+def _big_alert(device: str) -> Any:
+    return make_alert(device_id=device + LONG[len(device) :], host_name=LONG, gpu_model=LONG)
+
+
+@dataclass
+class Worker:
+    sender: AlertSender
+    completions: queue.SimpleQueue[Completion]
+    producer: Producer
+
+    def submit(self, alert: Any, offset: int) -> PendingAlert:
+        pending = PendingAlert(
+            PartitionLedger(0), "readings", offset, time.time(), alert, encode_message(alert_message(alert, "#t"))
+        )
+        self.sender.submit(pending)
+        return pending
+
+    def next_result(self) -> tuple[PendingAlert, Result]:
+        try:
+            return self.completions.get(timeout=20)
+        except queue.Empty:
+            pytest.fail(f"no completion within 20s; sender alive: {self.sender.alive()}")
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, kafka_admin: AdminClient, unique: str, slack: SlackStandIn) -> Iterator[Worker]:
+    """A started AlertSender posting to the stand-in, whose producer refuses records over 1000 bytes."""
+    for topic in (f"alerts-{unique}", f"dlq-{unique}"):
+        ensure_topic(kafka_admin, topic, partitions=1, replication_factor=2)
+    producer = Producer(producer_config(kafka_bootstrap, "tests-sender", **SMALL_MESSAGES))
+    completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+    client = WebhookClient(Secret(slack.webhook_url(WEBHOOK_PATH)), timeout=2.0, backoff_max=0.05)
+    sender = AlertSender(
+        client=client,
+        store=CooldownStore(producer, lambda: pytest.fail("no restore here"), f"alerts-{unique}", "readings", 1),
+        dead_letters=DeadLetters(producer, f"dlq-{unique}"),
+        producer=producer,
+        metrics=AlerterMetrics(),
+        completions=completions,
+    )
+    sender.start()
+    yield Worker(sender, completions, producer)
+    sender.stop(timeout=5)
+    producer.flush(10)
+    client.close()
+
+
+def test_refused_alert_that_cannot_be_parked_fails_alone_and_the_worker_goes_on(
+    worker: Worker, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack refuses an alert and its dead-letter copy raises a Kafka error: that alert is reported FAILED (its
+    record stays held), one line says why, and the next alert is still delivered by the same worker."""
+    slack.fail(404, count=1)
+    with caplog.at_level(logging.ERROR, logger="alerter.sender"):
+        first = worker.submit(_big_alert("gpu-1"), 7)
+        assert worker.next_result() == (first, Result.FAILED)
+        second = worker.submit(make_alert(device_id="gpu-2"), 8)
+        assert worker.next_result() == (second, Result.DELIVERED)
+    assert worker.sender.alive()
+    lines = [r.getMessage() for r in caplog.records if r.name == "alerter.sender" and "could not handle" in r.message]
+    assert len(lines) == 1
+    assert "Message size too large" in lines[0]
+    assert "stays uncommitted" in lines[0]
+    assert all(r.exc_info is None for r in caplog.records), "no traceback"
+    assert alert_count(slack.received) == 1
+
+
+def test_delivered_alert_whose_record_cannot_be_produced_is_still_delivered_once(
+    worker: Worker, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack accepts an alert but recording it on the alerts topic raises a Kafka error: it counts as delivered
+    (posting it again would repeat it in Slack), one line says its cooldown will not survive a restart, and
+    the worker goes on."""
+    with caplog.at_level(logging.ERROR, logger="alerter.sender"):
+        first = worker.submit(_big_alert("gpu-1"), 3)
+        assert worker.next_result() == (first, Result.DELIVERED)
+        second = worker.submit(make_alert(device_id="gpu-2"), 4)
+        assert worker.next_result() == (second, Result.DELIVERED)
+    assert worker.sender.alive()
+    assert alert_count(slack.received) == 2
+    lines = [r.getMessage() for r in caplog.records if "could not record a delivered alert" in r.message]
+    assert len(lines) == 1
+    assert "cooldown will not survive a restart" in lines[0]
+
+
+def test_restore_consumer_that_cannot_be_created_is_a_restore_error(kafka_bootstrap: str) -> None:
+    """A Kafka error creating the restore consumer is a RestoreError (the partition is then taken without
+    restored cooldowns) rather than an exception escaping the rebalance callback."""
+    producer = Producer(producer_config(kafka_bootstrap, "tests-restore"))
+    store = CooldownStore(
+        producer,
+        lambda: Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "g", "no.such.property": "1"}),
+        "alerts",
+        "readings",
+        1,
+    )
+    with pytest.raises(RestoreError, match=r"no\.such\.property"):
+        store.restore(0, time.time() - 60, timeout=0.5)
+
+
+@dataclass
+class Running:
+    """An AlerterService built from real parts, run through the entry point's `serve` in a thread."""
+
+    settings: AlerterSettings
+    service: AlerterService
+    sender: AlertSender
+    stop: threading.Event
+    thread: threading.Thread
+    code: list[int]
+
+    def exit_code(self, timeout: float = 60) -> int:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"serve() still running after {timeout:g}s"
+        return self.code[0]
+
+
+@pytest.fixture
+def run_service(
+    kafka_bootstrap: str, kafka_admin: AdminClient, unique: str, slack: SlackStandIn
+) -> Iterator[Callable[..., Running]]:
+    """Starts `serve` on a service wired as alerter.bootstrap.build does; `consumer_overrides` join its config."""
+    started: list[Running] = []
+
+    def start(**consumer_overrides: Any) -> Running:
+        settings = load_settings(Env(alert_env(kafka_bootstrap, unique, slack.webhook_url(WEBHOOK_PATH))))
+        layout = prepare_topics(settings, kafka_admin)
+        producer = Producer(producer_config(kafka_bootstrap, "tests-alerter-producer"))
+        store = CooldownStore(
+            producer,
+            lambda: Consumer(
+                consumer_config(kafka_bootstrap, "tests-restore", f"{settings.consumer_group}.restore", "earliest")
+            ),
+            settings.alert_topic,
+            settings.source_topic,
+            layout.alert_partitions,
+        )
+        dead_letters = DeadLetters(producer, settings.dlq_topic)
+        client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout, backoff_max=0.3)
+        completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        metrics = AlerterMetrics()
+        sender = AlertSender(
+            client=client,
+            store=store,
+            dead_letters=dead_letters,
+            producer=producer,
+            metrics=metrics,
+            completions=completions,
+        )
+        config = consumer_config(
+            kafka_bootstrap,
+            "tests-alerter",
+            settings.consumer_group,
+            "earliest",
+            **{"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, **consumer_overrides},
+        )
+        service = AlerterService(
+            settings=settings,
+            consumer_config=config,
+            sender=sender,
+            store=store,
+            dead_letters=dead_letters,
+            producer=producer,
+            metrics=metrics,
+            completions=completions,
+        )
+        stop = threading.Event()
+        code: list[int] = []
+        thread = threading.Thread(
+            target=lambda: code.append(serve(service, client, settings.slack_channel, stop)), daemon=True
+        )
+        thread.start()
+        running = Running(settings, service, sender, stop, thread, code)
+        started.append(running)
+        wait_until(service.ready, 60, "the service to own its partitions")
+        return running
+
+    yield start
+    for running in started:
+        running.stop.set()
+        running.thread.join(30)
+
+
+def _fully_committed(bootstrap: str, running: Running, partitions: int) -> None:
+    topic, group = running.settings.source_topic, running.settings.consumer_group
+    wait_until(
+        lambda: committed(bootstrap, group, topic, partitions) == end_offsets(bootstrap, topic, partitions),
+        30,
+        "every record to be committed",
+    )
+
+
+def test_dead_sender_thread_makes_it_unready_and_exit_1_with_one_line(
+    kafka_bootstrap: str,
+    readings_topic: Callable[[int], str],
+    run_service: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Should the Slack sender thread end while the loop runs, /readyz turns false at once and the loop stops
+    with exit code 1 and one line saying why; offsets committed before stay."""
+    topic = readings_topic(1)
+    with caplog.at_level(logging.INFO):
+        running = run_service()
+        produce(kafka_bootstrap, topic, [reading(f"gpu-{d}", 60.0, time.time()) for d in range(5)])
+        _fully_committed(kafka_bootstrap, running, 1)
+        running.sender.stop(timeout=5)  # the thread ends as a crash would end it
+        assert not running.service.ready()
+        assert running.exit_code() == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].startswith("the Slack sender thread ended unexpectedly with 0 alerts undelivered")
+    assert all(r.exc_info is None for r in caplog.records), "no traceback"
+    assert committed(kafka_bootstrap, running.settings.consumer_group, topic, 1) == end_offsets(
+        kafka_bootstrap, topic, 1
+    )
+
+
+def test_fatal_consumer_error_exits_1_with_one_line_and_keeps_committed_offsets(
+    kafka_bootstrap: str,
+    readings_topic: Callable[[int], str],
+    run_service: Callable[..., Running],
+    unique: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fatal consumer error (a static member fenced by another with its group.instance.id) ends the loop:
+    one line naming the error, exit code 1, no traceback, and the offsets it had committed stay."""
+    topic = readings_topic(1)
+    instance = {"group.instance.id": f"alerter-{unique}"}
+    with caplog.at_level(logging.INFO):
+        running = run_service(**instance)
+        produce(kafka_bootstrap, topic, [reading(f"gpu-{d}", 60.0, time.time()) for d in range(5)])
+        _fully_committed(kafka_bootstrap, running, 1)
+        usurper = Consumer(
+            consumer_config(kafka_bootstrap, "tests-usurper", running.settings.consumer_group, "earliest", **instance)
+        )
+        try:
+            usurper.subscribe([topic])
+            deadline = time.monotonic() + 60
+            while running.thread.is_alive() and time.monotonic() < deadline:
+                usurper.poll(0.2)
+            assert not running.service.ready()
+            assert running.exit_code() == 1
+        finally:
+            usurper.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "alerter"]
+    assert len(errors) == 1
+    assert errors[0].startswith("stopping on a Kafka error: ")
+    assert "fenced" in errors[0]
+    assert all(r.exc_info is None for r in caplog.records), "no traceback"
+    assert committed(kafka_bootstrap, running.settings.consumer_group, topic, 1) == end_offsets(
+        kafka_bootstrap, topic, 1
+    )
+
+
+def test_hanging_slack_at_shutdown_gets_one_notice_attempt_and_a_clean_exit(
+    kafka_bootstrap: str,
+    readings_topic: Callable[[int], str],
+    slack: SlackStandIn,
+    start_alerter: Callable[..., AlerterProcess],
+) -> None:
+    """With Slack hanging when SIGTERM comes (and the default 10 s Slack timeout), the shutdown notice is
+    posted once, not retried; the alerter exits 0 with every record committed."""
+    topic = readings_topic(2)
+    alerter = start_alerter(SLACK_TIMEOUT="10s", SHUTDOWN_TIMEOUT="10s")
+    alerter.wait_ready()
+    now = time.time()
+    produce(kafka_bootstrap, topic, [reading(f"gpu-{d}", 60.0 + 100 * (d == 0), now + d) for d in range(6)])
+    slack.wait_for(lambda got: alert_count(got) >= 1, 30)
+    group = alerter.env["CONSUMER_GROUP"]
+    wait_until(
+        lambda: committed(kafka_bootstrap, group, topic, 2) == end_offsets(kafka_bootstrap, topic, 2),
+        30,
+        "every record to be committed",
+    )
+    slack.hang(hold=120)
+    before = len(slack.answers)
+    assert alerter.stop(timeout=44) == 0, alerter.log[-3000:]
+    assert [a.status for a in slack.answers[before:]] == [None], "one attempt at the shutdown notice, unanswered"
+    assert "could not send the notification" in alerter.log
+    assert "Application shutdown complete" in alerter.log
+    assert "Traceback" not in alerter.log
+    assert committed(kafka_bootstrap, group, topic, 2) == end_offsets(kafka_bootstrap, topic, 2)
