@@ -1,6 +1,7 @@
 """Publisher throughput against a bare confluent-kafka produce loop, side by side on the same cluster.
 
-Both run as fresh subprocesses, one after the other, in alternating rounds:
+Both run as fresh subprocesses, one after the other, in rounds that alternate which goes first
+(with a pause between runs, so the brokers' replication of one run does not slow the next):
 - publisher: the real entry point (`python -m publisher`) with NUM_DEVICES=10000,
   INTERVAL_MS=0 and MAX_TICKS; its rate comes from its own closing log line
   (readings delivered / seconds from the first tick to the end of the flush);
@@ -31,6 +32,7 @@ TICKS = 50
 ROUNDS = 5
 SEED = 7
 PARTITIONS = 6
+SETTLE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -147,10 +149,14 @@ def main(bootstrap: str) -> None:
     try:
         for round_number in range(1, ROUNDS + 1):
             runs = {}
-            for kind, run in (("bare", _bare_run), ("publisher", _publisher_run)):
+            order = (("bare", _bare_run), ("publisher", _publisher_run))
+            # The brokers are still replicating the first run when the second starts: alternate who goes
+            # first, and let them settle in between, so neither side always pays for the other.
+            for kind, run in order if round_number % 2 else order[::-1]:
                 topic = f"bench-publisher-{kind}-{uuid.uuid4().hex[:8]}"
                 topics.append(topic)
                 ensure_topic(admin, topic, partitions=PARTITIONS)
+                time.sleep(SETTLE_SECONDS)
                 runs[kind] = run(bootstrap, topic)
             ratio = runs["publisher"].rate / runs["bare"].rate
             ratios.append(ratio)
