@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
@@ -79,7 +81,9 @@ def build(
     layout: TopicLayout,
     *,
     client_id: str = CLIENT_ID,
+    consumer_overrides: Mapping[str, Any] | None = None,
 ) -> tuple[AlerterService, WebhookClient]:
+    """The service wired to real Kafka and Slack clients; `consumer_overrides` (tests) join the consumer's config."""
     brokers = settings.common.brokers
     logger = kafka_logger()
     producer = Producer(producer_config(brokers, f"{client_id}-producer", logger=logger))
@@ -116,6 +120,7 @@ def build(
             "heartbeat.interval.ms": min(3000, round(settings.session_timeout * 1000 / 3)),
             # A topic created after we subscribed (publisher started later) is noticed within seconds, not minutes.
             "topic.metadata.refresh.interval.ms": 10_000,
+            **(consumer_overrides or {}),
         },
     )
     service = AlerterService(

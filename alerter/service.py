@@ -103,6 +103,11 @@ class AlerterService:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @property
+    def sender(self) -> AlertSender:
+        """The Slack sender this service hands alerts to (tests drive and inspect it)."""
+        return self._sender
+
     def ready(self) -> bool:
         """Connected, owning partitions and able to send (health.HealthServer's /readyz)."""
         return self._ready.is_set() and self._outage_since is None and self._fatal is None and self._sender.alive()

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from alerter.__main__ import serve
-from alerter.bootstrap import prepare_topics
+from alerter.bootstrap import build, prepare_topics
 from alerter.cooldown_store import CooldownStore, RestoreError
 from alerter.dead_letter import DeadLetters
 from alerter.ledger import PartitionLedger
@@ -178,45 +178,10 @@ def run_service(
     def start(**consumer_overrides: Any) -> Running:
         settings = load_settings(Env(alert_env(kafka_bootstrap, unique, slack.webhook_url(WEBHOOK_PATH))))
         layout = prepare_topics(settings, kafka_admin)
-        producer = Producer(producer_config(kafka_bootstrap, "tests-alerter-producer"))
-        store = CooldownStore(
-            producer,
-            lambda: Consumer(
-                consumer_config(kafka_bootstrap, "tests-restore", f"{settings.consumer_group}.restore", "earliest")
-            ),
-            settings.alert_topic,
-            settings.source_topic,
-            layout.alert_partitions,
+        service, client = build(
+            settings, AlerterMetrics(), layout, client_id="tests-alerter", consumer_overrides=consumer_overrides
         )
-        dead_letters = DeadLetters(producer, settings.dlq_topic)
-        client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout, backoff_max=0.3)
-        completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        metrics = AlerterMetrics()
-        sender = AlertSender(
-            client=client,
-            store=store,
-            dead_letters=dead_letters,
-            producer=producer,
-            metrics=metrics,
-            completions=completions,
-        )
-        config = consumer_config(
-            kafka_bootstrap,
-            "tests-alerter",
-            settings.consumer_group,
-            "earliest",
-            **{"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, **consumer_overrides},
-        )
-        service = AlerterService(
-            settings=settings,
-            consumer_config=config,
-            sender=sender,
-            store=store,
-            dead_letters=dead_letters,
-            producer=producer,
-            metrics=metrics,
-            completions=completions,
-        )
+        sender = service.sender
         stop = threading.Event()
         code: list[int] = []
         thread = threading.Thread(
