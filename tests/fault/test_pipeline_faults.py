@@ -78,15 +78,15 @@ def delivered_so_far(publisher: Publisher) -> float:
         return 0.0
 
 
-def stop_publisher(publisher: Publisher) -> dict[str, object]:
-    """SIGTERM; the publisher must flush everything and exit 0; returns its closing summary."""
+def stop_publisher(publisher: Publisher) -> int:
+    """SIGTERM; the publisher must flush everything and exit 0; returns how many readings it delivered."""
     publisher.process.send_signal(signal.SIGTERM)
     code = publisher.wait(90)
     summary = publisher.summary()
     assert code == 0, publisher.text()[-3000:]
     assert summary["undelivered"] == 0
     assert summary["delivered"] == summary["produced"]
-    return summary
+    return int(summary["delivered"])
 
 
 def check_topic(cluster: PrivateCluster, topic: str, delivered: int) -> list[Record]:
@@ -128,6 +128,20 @@ def check_alerts(slack: SlackStandIn, records: list[Record], timeout: float = 90
     assert got
 
 
+def in_full_flow(publisher: Publisher, alerter: AlerterProcess) -> None:
+    """The alerter owns its partitions and the publisher has delivered its first 10,000 readings."""
+    alerter.wait_ready(60)
+    wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+
+
+def stop_and_check(
+    cluster: PrivateCluster, publisher: Publisher, slack: SlackStandIn, unique: str, alert_timeout: float = 90
+) -> None:
+    """Stop the publisher, then check the topic against what it delivered and the alerts against the topic."""
+    records = check_topic(cluster, f"readings-{unique}", stop_publisher(publisher))
+    check_alerts(slack, records, alert_timeout)
+
+
 def log_lines(text: str, pattern: str) -> list[str]:
     return [line for line in text.splitlines() if re.search(pattern, line)]
 
@@ -146,8 +160,7 @@ def test_a_broker_killed_under_load_loses_and_duplicates_nothing(
     publisher = start_publisher(healthy_cluster, tmp_path, unique)
     alerter = start_alerter(healthy_cluster, tmp_path, unique, slack)
     try:
-        alerter.wait_ready(60)
-        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+        in_full_flow(publisher, alerter)
         killed_at = time.time()
         healthy_cluster.kill("broker-1")
         before = delivered_so_far(publisher)
@@ -156,9 +169,7 @@ def test_a_broker_killed_under_load_loses_and_duplicates_nothing(
         wait_until(
             lambda: any(m.at > killed_at + 1 for m in slack.received), 60, "an alert sent after the failover"
         )
-        summary = stop_publisher(publisher)
-        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
-        check_alerts(slack, records)
+        stop_and_check(healthy_cluster, publisher, slack, unique)
         assert alerter.process.poll() is None, "the alerter kept running"
         port = healthy_cluster.broker_port("broker-1")
         named = log_lines(publisher.text() + alerter.log, rf"127\.0\.0\.1:{port}")
@@ -177,8 +188,7 @@ def test_whole_cluster_away_for_20s_buffers_then_delivers_everything(
     publisher = start_publisher(healthy_cluster, tmp_path, unique, MAX_BUFFERED_READINGS="20000")
     alerter = start_alerter(healthy_cluster, tmp_path, unique, slack)
     try:
-        alerter.wait_ready(60)
-        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+        in_full_flow(publisher, alerter)
         healthy_cluster.stop_all()
         wait_until(lambda: "backpressure" in publisher.text(), 30, "the publisher to apply backpressure")
         time.sleep(20)
@@ -190,9 +200,7 @@ def test_whole_cluster_away_for_20s_buffers_then_delivers_everything(
         healthy_cluster.up()
         before = delivered_so_far(publisher)
         wait_until(lambda: delivered_so_far(publisher) >= before + 30_000, 90, "deliveries after the cluster returned")
-        summary = stop_publisher(publisher)
-        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
-        check_alerts(slack, records)
+        stop_and_check(healthy_cluster, publisher, slack, unique)
     finally:
         publisher.kill()
         alerter.stop()
@@ -206,8 +214,7 @@ def test_a_hung_broker_neither_hangs_nor_crashes_the_services(
     publisher = start_publisher(healthy_cluster, tmp_path, unique)
     alerter = start_alerter(healthy_cluster, tmp_path, unique, slack)
     try:
-        alerter.wait_ready(60)
-        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+        in_full_flow(publisher, alerter)
         healthy_cluster.signal("broker-2", signal.SIGSTOP)
         try:
             time.sleep(15)
@@ -217,9 +224,7 @@ def test_a_hung_broker_neither_hangs_nor_crashes_the_services(
             healthy_cluster.signal("broker-2", signal.SIGCONT)
         before = delivered_so_far(publisher)
         wait_until(lambda: delivered_so_far(publisher) >= before + 25_000, 90, "deliveries after SIGCONT")
-        summary = stop_publisher(publisher)
-        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
-        check_alerts(slack, records)
+        stop_and_check(healthy_cluster, publisher, slack, unique)
         for name, text in (("publisher", publisher.text()), ("alerter", alerter.log)):
             assert_structured(name, text)
             warnings = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
@@ -251,9 +256,7 @@ def test_services_started_before_the_cluster_wait_and_then_work(
         private_cluster.up()
         alerter.wait_ready(90)
         wait_until(lambda: delivered_so_far(publisher) >= 10_000, 90, "the publisher to deliver")
-        summary = stop_publisher(publisher)
-        records = check_topic(private_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
-        check_alerts(slack, records)
+        stop_and_check(private_cluster, publisher, slack, unique)
         for name, text in (("publisher", publisher.text()), ("alerter", alerter.log)):
             assert_structured(name, text)
             attempts = log_lines(text, r"not reachable \(attempt")
@@ -282,9 +285,7 @@ def test_alerter_restarted_during_a_rebalance_loses_and_repeats_nothing(
         alerters.append(start_alerter(healthy_cluster, tmp_path, unique, slack))
         alerters[-1].wait_ready(90)
         wait_until(lambda: delivered_so_far(publisher) >= 40_000, 90, "more readings after the restart")
-        summary = stop_publisher(publisher)
-        records = check_topic(healthy_cluster, f"readings-{unique}", int(summary["delivered"]))  # type: ignore[call-overload]
-        check_alerts(slack, records, timeout=120)
+        stop_and_check(healthy_cluster, publisher, slack, unique, alert_timeout=120)
     finally:
         publisher.kill()
         for alerter in alerters:
