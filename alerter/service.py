@@ -193,9 +193,9 @@ class AlerterService:
         bad: list[Message] = []
         for message in messages:
             value = message.value()
-            try:  # no value (None) raises TypeError: a bad record as well
+            try:  # no value (None) raises TypeError; invalid UTF-8 a ValueError; deep nesting a RecursionError
                 reading = decode(value) if len(value) <= limit else None  # type: ignore[arg-type]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 reading = None
             if reading is None:
                 bad.append(message)

@@ -17,7 +17,10 @@ MAX_RECORD_BYTES: Final = 64 * 1024
 
 
 class DecodeError(ValueError):
-    """A record that is not a valid message; `reason` is short and safe to log."""
+    """A record that is not a valid message; `reason` is short and safe to log.
+
+    The only error decoding raises, whatever the bytes: a record either decodes or is a DecodeError.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -47,6 +50,12 @@ def _decode(decoder: msgspec.json.Decoder[T], data: bytes | None) -> T:
         raise DecodeError(f"invalid field: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise DecodeError(f"malformed JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside a string
+        raise DecodeError(f"malformed JSON: invalid UTF-8 at byte {exc.start}") from exc
+    except RecursionError as exc:  # a value nested deeper than msgspec's recursion limit
+        raise DecodeError("malformed JSON: nested too deeply") from exc
+    except (TypeError, ValueError) as exc:  # anything else the decoder may raise is still a bad record
+        raise DecodeError(f"malformed JSON: {type(exc).__name__}") from exc
 
 
 def decode_reading(data: bytes | None) -> TemperatureReading:

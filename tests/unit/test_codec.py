@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -104,3 +105,62 @@ def test_arbitrary_bytes_never_escape_as_other_errors(raw: bytes) -> None:
     except DecodeError:
         return
     assert math.isfinite(reading.temperature)
+
+
+# -- hostile bytes: a record either decodes or raises the one DecodeError, never anything else ----------------------
+
+HOSTILE = [
+    b'{"device_id":"\xff\xfe","temperature":171.0,"timestamp":"2026-11-25T14:00:00Z"}',  # invalid UTF-8 in a string
+    b'{"device_id":"gpu-1","temperature":171.0,"timestamp":"2026-11-25T14:00:00Z","x":'
+    + b"[" * 1000
+    + b"]" * 1000
+    + b"}",  # nested deeper than the decoder recurses
+    b'{"device_id":"gpu-1","temperature":' + b"9" * 5000 + b',"timestamp":"2026-11-25T14:00:00Z"}',
+    b"\xef\xbb\xbf" + json.dumps(GOOD).encode(),  # a byte-order mark
+    b'{"device_id":"\\ud800","temperature":1,"timestamp":"2026-11-25T14:00:00Z"}',  # a lone surrogate
+    b"",
+    b"null",
+    b"[]",
+    b'"\xff"',
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_records_raise_decode_error(value: bytes) -> None:
+    """Each record of the hostile corpus is a DecodeError with a printable reason, not an escaping exception."""
+    with pytest.raises(DecodeError) as raised:
+        decode_reading(value)
+    assert raised.value.reason.isprintable()
+    with pytest.raises(DecodeError):
+        decode_alert(value)
+
+
+def _decodes_or_decode_error(value: bytes) -> None:
+    for decode in (decode_reading, decode_alert):
+        with contextlib.suppress(DecodeError):
+            decode(value)
+
+
+@given(st.binary(max_size=400))
+def test_fuzz_raw_bytes(value: bytes) -> None:
+    """Arbitrary bytes decode or raise DecodeError."""
+    _decodes_or_decode_error(value)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from([*GOOD, "x", "Temperature"]), _json_values, max_size=9),
+    st.integers(0, 300),
+    st.binary(min_size=1, max_size=3),
+)
+def test_fuzz_mutated_readings(fields: dict[str, object], position: int, splice: bytes) -> None:
+    """Near-valid readings, with arbitrary values and bytes spliced in anywhere, decode or raise DecodeError."""
+    document = json.dumps({**GOOD, **fields}, allow_nan=True).encode()
+    _decodes_or_decode_error(document)
+    _decodes_or_decode_error(document[:position] + splice + document[position:])
