@@ -62,11 +62,30 @@ def parse_duration(text: str) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class SettingDoc:
+    """What `--help` and the README say about one variable, recorded where the code reads it (so it cannot drift)."""
+
+    name: str
+    default: str  # as a user would write it; "" when there is none
+    unit: str  # "°C", "duration", "seconds"...; "" when the value has none
+    help: str
+
+
 class Env:
-    """Reads variables from a mapping, converting and checking each one."""
+    """Reads variables from a mapping, converting and checking each one.
+
+    Every read records a SettingDoc (name, default, unit, `help=`), in the order
+    of reading: `docs` is the service's list of settings, for `--help` and docs.
+    """
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values = values
+        self.docs: dict[str, SettingDoc] = {}
+
+    def document(self, name: str, default: object, help: str, unit: str = "") -> None:
+        """Record what a setting is (the typed readers below call this; call it for settings read by hand)."""
+        self.docs.setdefault(name, SettingDoc(name, _default_text(default), unit, help))
 
     def raw(self, name: str) -> str | None:
         value = self._values.get(name)
@@ -81,16 +100,28 @@ class Env:
         except (ValueError, OverflowError):
             raise ConfigError(f"{name}={raw!r}: expected {expected}") from None
 
-    def string(self, name: str, default: str) -> str:
+    def string(self, name: str, default: str, *, help: str = "") -> str:
+        self.document(name, default, help)
         return self._get(name, default, str, "a string")
 
-    def required(self, name: str, what: str) -> str:
+    def required(self, name: str, what: str, *, help: str = "") -> str:
+        self.document(name, "", help or what)
         raw = self.raw(name)
         if raw is None:
             raise ConfigError(f"{name} is not set: expected {what}")
         return raw
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def integer(
+        self,
+        name: str,
+        default: int,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        help: str = "",
+        unit: str = "",
+    ) -> int:
+        self.document(name, default, help, unit)
         expected = _range_text("an integer", minimum, maximum)
         value = self._get(name, default, int, expected)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
@@ -105,7 +136,10 @@ class Env:
         minimum: float | None = None,
         maximum: float | None = None,
         exclusive_minimum: bool = False,
+        help: str = "",
+        unit: str = "",
     ) -> float:
+        self.document(name, default, help, unit)
         expected = _range_text("a number", minimum, maximum, exclusive_minimum)
         value = self._get(name, default, float, expected)
         too_low = minimum is not None and (value <= minimum if exclusive_minimum else value < minimum)
@@ -113,15 +147,17 @@ class Env:
             raise ConfigError(f"{name}={self.raw(name)!r}: expected {expected}")
         return value
 
-    def duration(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def duration(self, name: str, default: float, *, minimum: float = 0.0, help: str = "") -> float:
         """Seconds, from a Go-style duration such as `5m` or `30s`."""
+        self.document(name, format_duration(default), help, "duration")
         expected = f"a duration such as 30s, 5m or 1h (at least {minimum:g}s)"
         value = self._get(name, default, parse_duration, expected)
         if not math.isfinite(value) or value < minimum:
             raise ConfigError(f"{name}={self.raw(name)!r}: expected {expected}")
         return value
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, name: str, default: str, choices: tuple[str, ...], *, help: str = "") -> str:
+        self.document(name, default, help, "|".join(choices))
         raw = self.raw(name)
         if raw is None:
             return default
@@ -129,8 +165,9 @@ class Env:
             raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
         return raw.lower()
 
-    def broker_list(self, name: str, default: str) -> str:
+    def broker_list(self, name: str, default: str, *, help: str = "") -> str:
         """A comma-separated list of host:port, normalised (spaces dropped)."""
+        self.document(name, default, help, "host:port,...")
         raw = self._values.get(name)
         text = default if raw is None else raw
         brokers = [b.strip() for b in text.split(",") if b.strip()]
@@ -141,6 +178,28 @@ class Env:
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(f"{name}={text!r}: expected a comma-separated list of host:port")
         return ",".join(brokers)
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Go-style text for a duration of whole units (`5m`, `1h30m`, `250ms`), for defaults in docs."""
+    if seconds == 0:
+        return "0"
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    text, rest = "", seconds
+    for unit, size in (("h", 3600), ("m", 60)):
+        whole = int(rest // size)
+        if whole:
+            text, rest = text + f"{whole}{unit}", rest - whole * size
+    return text + (f"{rest:g}s" if rest else "")
+
+
+def _default_text(default: object) -> str:
+    if default is None:
+        return ""
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default)
 
 
 def _range_text(kind: str, minimum: float | None, maximum: float | None, exclusive: bool = False) -> str:
