@@ -28,7 +28,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from alerter.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
+from alerter.domain.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
 from alerter.slack_stand_in import Behaviour, SlackStandIn
 from bench.table import print_table
 from shared.codec import DecodeError, decode_reading
