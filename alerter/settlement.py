@@ -86,7 +86,7 @@ class Settlement:
     def _record(self, partition: Partition | None, notification: Notification) -> None:
         def recorded(error: KafkaError | None) -> None:
             if error is not None:
-                self._record_lost(notification, error.str())
+                self._record_lost(notification, error_text(error))
             if partition is not None:
                 self._acks.append((partition, notification.offset, True))  # delivered: never to be sent again
 

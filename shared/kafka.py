@@ -31,16 +31,22 @@ Headers = list[tuple[str, str | bytes | None]]
 OnDelivery = Callable[[KafkaError | None, Message], None]
 
 
+def kafka_error(error: BaseException | KafkaError) -> KafkaError | None:
+    """The KafkaError itself, or the one a KafkaException carries; None for anything else."""
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return error.args[0]
+    return error if isinstance(error, KafkaError) else None
+
+
 def error_text(error: BaseException | KafkaError, *, detail: bool = False) -> str:
     """One line for a Kafka error, never a traceback: librdkafka's own text for a KafkaError (also one carried by
     a KafkaException), else the exception's type and message. `detail` adds the error's name and "fatal"."""
-    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
-        error = error.args[0]
-    if isinstance(error, KafkaError):
-        if not detail:
-            return str(error.str())
-        return f"{error.str()} ({error.name()}{', fatal' if error.fatal() else ''})"
-    return f"{type(error).__name__}: {error}"
+    found = kafka_error(error)
+    if found is None:
+        return f"{type(error).__name__}: {error}"
+    if not detail:
+        return str(found.str())
+    return f"{found.str()} ({found.name()}{', fatal' if found.fatal() else ''})"
 
 
 def produce(
@@ -244,8 +250,8 @@ def ensure_topic(
     try:
         future.result(timeout=timeout)
     except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+        error = kafka_error(exc)
+        if error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return False
         raise
     _wait_for_topic(admin, name, partitions, timeout)

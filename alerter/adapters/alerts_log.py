@@ -120,7 +120,7 @@ class AlertsLog:
                 [TopicPartition(self.topic, alert_partition, max(0, round(since * 1000)))], timeout=_left(deadline, 5)
             )[0]
             if start.error is not None:
-                raise RestoreError(f"cannot look up offsets of {self.topic}: {start.error.str()}")
+                raise RestoreError(f"cannot look up offsets of {self.topic}: {error_text(start.error)}")
             _low, high = consumer.get_watermark_offsets(
                 TopicPartition(self.topic, alert_partition), timeout=_left(deadline, 5)
             )

@@ -20,7 +20,7 @@ from typing import Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from shared.codec import CONTENT_TYPE_HEADER, MAX_RECORD_BYTES, DecodeError, decode_reading
-from shared.kafka import Headers, error_text, produce
+from shared.kafka import Headers, error_text, kafka_error, produce
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class DeadLetters:
                 on_done(None)
                 return
             if self._throttle.allow(f"dlq-{error.code()}") is not None:
-                log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error.str())
+                log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error_text(error))
             try:
                 if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                     self._produce(key, *_truncated(value, headers), on_done)
@@ -112,8 +112,8 @@ class DeadLetters:
         try:
             produce(self._producer, self.topic, value, key, headers=headers, on_delivery=delivered)
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            too_large = isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
+            error = kafka_error(exc)
+            too_large = error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
             if not too_large or value is None or len(value) <= _KEEP:
                 raise
             value, headers = _truncated(value, headers)  # `delivered` sees the truncated copy too
