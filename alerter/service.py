@@ -176,9 +176,8 @@ class AlerterService:
     def _regulate(self) -> None:
         """Pause reading at MAX_PENDING_ALERTS undelivered alerts; resume once half of them are delivered."""
         pending, limit = self._partitions.pending, self._settings.max_pending_alerts
-        owned = list(self._partitions.owned)
         if not self._source.paused and pending >= limit:
-            self._source.pause(owned)
+            self._source.pause(list(self._partitions.owned))
             self._metrics.paused.set(1)
             log.warning(
                 "pausing consumption: %d alerts wait for Slack (MAX_PENDING_ALERTS=%d); readings wait in Kafka",
@@ -186,7 +185,7 @@ class AlerterService:
                 limit,
             )
         elif self._source.paused and pending <= limit // 2:
-            self._source.resume(owned)
+            self._source.resume(list(self._partitions.owned))
             self._metrics.paused.set(0)
             log.info("resuming consumption: %d alerts still wait for Slack", pending)
 

@@ -52,8 +52,10 @@ class Partitions:
     # -- ownership -------------------------------------------------------------------------------
 
     def assign(self, number: int) -> Partition:
-        partition = self.owned[number] = Partition(number, self.retired.pop(number, None))
-        return partition
+        """Take a partition on (one already owned stays as it is), with the cooldowns it left behind."""
+        if number not in self.owned:
+            self.owned[number] = Partition(number, self.retired.pop(number, None))
+        return self.owned[number]
 
     def drop(self, number: int) -> Partition | None:
         """Give a partition up; its outstanding notifications are the new owner's to raise again."""
