@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from shared.config import CommonSettings, ConfigError, Env, load_common
 
 SERVICE: Final = "gpu-temp-alert"
-DEFAULT_METRICS_PORT: Final = 9101
+DEFAULT_METRICS_PORT: Final = 8702  # next to the publisher's 8701, clear of the 9100-9999 exporter range
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 

@@ -16,7 +16,7 @@ from typing import Final, NoReturn
 from shared.config import CommonSettings, ConfigError, Env, load_common
 
 SERVICE: Final = "gpu-temp-publisher"
-DEFAULT_METRICS_PORT: Final = 9100
+DEFAULT_METRICS_PORT: Final = 8701  # clear of node_exporter (9100) and the 9100-9999 exporter range
 HIGH_TEMPERATURE: Final = 80.0  # °C above which a published reading is logged, as in the original
 MAX_DEVICES: Final = 1_000_000
 MAX_INTERVAL_MS: Final = 24 * 3600 * 1000

@@ -28,7 +28,7 @@ def test_defaults_are_the_originals() -> None:
     assert settings.alert_topic == "gpu-temperature-alerts"
     assert settings.dlq_topic == "gpu-temperature-dlq"
     assert settings.common.brokers == "localhost:9092"
-    assert settings.common.metrics_port == 9101
+    assert settings.common.metrics_port == 8702
 
 
 def test_values_are_read_and_converted() -> None:

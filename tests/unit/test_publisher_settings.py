@@ -21,7 +21,7 @@ def test_defaults_are_the_originals() -> None:
     assert settings.max_ticks is None
     assert settings.topic_partitions == 6
     assert settings.common.topic_replication_factor is None
-    assert settings.common.metrics_port == 9100
+    assert settings.common.metrics_port == 8701
     assert settings.flush_timeout == 30.0
     assert settings.max_buffered_readings == 500_000
     assert settings.delivery_timeout == 0.0
