@@ -464,3 +464,18 @@ def test_readme_quotes_the_log_lines_the_services_print() -> None:
     section = readme_section("Docker")
     assert re.search(HIGH_TEMP_LINE, section)
     assert re.search(ALERT_LINE, section)
+
+
+def test_readme_security_table_names_real_tests_and_the_pinned_digests(everything: dict[str, Any]) -> None:
+    """Each test the Security section cites exists, and its digest table matches every image compose pulls."""
+    section = readme_section("Security")
+    test_sources = "".join(path.read_text() for path in (REPO / "tests").rglob("test_*.py"))
+    for name in set(re.findall(r"`(test_\w+)`", section)):
+        assert f"def {name}(" in test_sources, f"the README cites {name}, which no test defines"
+    for name, service in everything["services"].items():
+        if name in BUILT:
+            continue
+        image, _, digest = service["image"].partition("@sha256:")
+        row = next((line for line in section.splitlines() if f"`{image}`" in line), None)
+        assert row is not None, f"{image} is missing from the README's digest table"
+        assert f"`{digest[:8]}…{digest[-5:]}`" in row or f"`{digest[:8]}…{digest[-6:]}`" in row, row
