@@ -58,6 +58,8 @@ HOSTILE: list[tuple[str, bytes | None, bytes | None, str | None]] = [
      b'{"device_id":"\\ud800","temperature":171.0,"timestamp":"' + STAMP.encode() + b'"}', "malformed_json"),
     ("a 1 MB value", b"gpu-big", _padded(ONE_MB), "too_large"),
     ("invalid UTF-8 in the Kafka key", b"\xff\xfe\x00", _doc(device_id="gpu-cool", temperature=40.0), None),
+    ("duplicated keys (the last one counts, as in Go)", b"gpu-dup",
+     b'{"device_id":"gpu-dup","temperature":20.0,"timestamp":"' + STAMP.encode() + b'","temperature":201.0}', None),
     ("invalid UTF-8 in an unknown field name", b"gpu-cool",
      _doc(device_id="gpu-cool", temperature=41.0)[:-1] + b',"\xff\xfe":1}', None),
 ]
@@ -103,13 +105,13 @@ def test_hostile_records_are_dead_lettered_and_survive_a_restart(
         records += [(key, value), _hot(f"gpu-{index}", now + index + 1)]
     records += [_hot("gpu-restored", now + 30), _hot("gpu-sentinel-1", now + 31)]
     _produce_raw(kafka_bootstrap, topic, records)
-    expected = {"gpu-first", "gpu-sentinel-1", *(f"gpu-{i}" for i in range(len(HOSTILE)))}
+    expected = {"gpu-first", "gpu-dup", "gpu-sentinel-1", *(f"gpu-{i}" for i in range(len(HOSTILE)))}
     bad = [(name, key, code) for name, key, _, code in HOSTILE if code is not None]
 
     first = start_alerter(COMMIT_INTERVAL="1h")  # nothing is committed before the kill
     slack.wait_for(lambda got: "gpu-sentinel-1" in alerts_by_device(got), 90)
-    wait_until(lambda: len(read_all(kafka_bootstrap, dlq_topic, len(bad), timeout=5)) >= len(bad), 30, "DLQ copies")
     assert first.process.poll() is None, f"the alerter is still running:\n{first.log}"
+    wait_until(lambda: len(read_all(kafka_bootstrap, dlq_topic, len(bad), timeout=5)) >= len(bad), 30, "DLQ copies")
     assert set(alerts_by_device(slack.received)) == expected, "gpu-restored stays silent: its cooldown was restored"
     assert "skipping an unreadable record on the alerts topic" in first.log
     first.kill()
