@@ -28,6 +28,7 @@ A receiver is owned by one thread (the notifier); nothing here connects on impor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -328,20 +329,23 @@ def check_postable(alert: Mapping[str, Any]) -> None:
                 raise InvalidAlert(f"{part}: invalid name {name!r}")
             if not isinstance(value, str) or not _encodes(value):
                 raise InvalidAlert(f"{part}: {name} is not a UTF-8 string")
-    times = []
-    for part in ("startsAt", "endsAt"):
-        text = alert.get(part)
-        try:
-            if not isinstance(text, str) or not _TIME.fullmatch(text):
-                raise ValueError(text)
-            times.append(datetime.fromisoformat(text))
-        except ValueError:
-            raise InvalidAlert(f"{part}: expected an RFC 3339 time") from None
+    times = [_time(alert, part) for part in ("startsAt", "endsAt")]
     if times[1] < times[0]:
         raise InvalidAlert("endsAt is before startsAt")
     unknown = set(alert) - _FIELDS
     if unknown:
         raise InvalidAlert(f"unknown fields {sorted(map(str, unknown))}")
+
+
+def _time(alert: Mapping[str, Any], part: str) -> datetime:
+    text = alert.get(part)
+    moment = None
+    if isinstance(text, str) and _TIME.fullmatch(text):
+        with contextlib.suppress(ValueError):  # a month 13 or a day 32 passes the pattern
+            moment = datetime.fromisoformat(text)
+    if moment is None:
+        raise InvalidAlert(f"{part}: expected an RFC 3339 time")
+    return moment
 
 
 def _encodes(text: str) -> bool:
@@ -766,7 +770,7 @@ class AlertmanagerReceiver:
             self._failures += 1
             delay = self._client.delay(attempt, self._failures)
             self._next_try = now + delay
-            self._warn(attempt, f"re-sending {len(posts)} alert(s) in {delay:.1f}s")
+            self._warn(attempt, f"re-sending {len(posts)} alert(s) in {delay:.2f}s")
             return attempt
         self._failures, self._next_try = 0, -math.inf
         if attempt.outcome is Outcome.ACCEPTED:
@@ -782,7 +786,7 @@ class AlertmanagerReceiver:
 
     def _retrying(self, on_retry: Callable[[Attempt, float], None]) -> Callable[[Attempt, float], None]:
         def retrying(attempt: Attempt, delay: float) -> None:
-            self._warn(attempt, f"retrying in {delay:.1f}s")
+            self._warn(attempt, f"retrying in {delay:.2f}s")
             on_retry(attempt, delay)
 
         return retrying
