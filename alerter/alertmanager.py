@@ -322,8 +322,8 @@ def check_postable(alert: Mapping[str, Any]) -> None:
     """The OpenAPI `postableAlert` shape plus Alertmanager's own checks (labels, UTF-8, start before end)."""
     for part in ("labels", "annotations"):
         pairs = alert.get(part, {})
-        if not isinstance(pairs, Mapping) or (part == "labels" and not pairs):
-            raise InvalidAlert(f"{part}: expected a non-empty object of strings")
+        if not isinstance(pairs, Mapping) or (part == "labels" and not any(pairs.values())):
+            raise InvalidAlert(f"{part}: expected an object of strings, with a non-empty label")
         for name, value in pairs.items():
             if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
                 raise InvalidAlert(f"{part}: invalid name {name!r}")

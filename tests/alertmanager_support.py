@@ -41,7 +41,7 @@ def alertmanager_binary() -> str:
         path = shutil.which(name)
         if path:
             return path
-    reason = f"Alertmanager is not installed: apt-get install -y {PACKAGE} (or make install as root)"
+    reason = f"Alertmanager is not installed: apt-get install -y {PACKAGE} (the Debian package)"
     if os.environ.get("REQUIRE_MONITORING_BINARIES") == "1":
         pytest.fail(f"{reason}; REQUIRE_MONITORING_BINARIES=1 forbids skipping", pytrace=False)
     pytest.skip(reason)
@@ -116,26 +116,27 @@ class WebhookSink:
 
 
 @dataclass(frozen=True)
-class Timings:
-    """The routing config's timers, short so a test sees notifications within seconds."""
+class Routing:
+    """The route's grouping and timers, short so a test sees notifications within seconds."""
 
+    group_by: tuple[str, ...] = ("alertname", "device_id")
     group_wait: str = "0s"
     group_interval: str = "1s"
     repeat_interval: str = "1h"
     resolve_timeout: str = "1s"
 
 
-def alertmanager_config(webhook_url: str, timings: Timings) -> str:
-    """One route for everything, grouped by device, to the test's webhook with resolved notifications on."""
+def alertmanager_config(webhook_url: str, routing: Routing) -> str:
+    """One route for everything to the test's webhook, with resolved notifications on."""
     return f"""\
 global:
-  resolve_timeout: {timings.resolve_timeout}
+  resolve_timeout: {routing.resolve_timeout}
 route:
   receiver: test-webhook
-  group_by: [alertname, device_id]
-  group_wait: {timings.group_wait}
-  group_interval: {timings.group_interval}
-  repeat_interval: {timings.repeat_interval}
+  group_by: [{", ".join(routing.group_by)}]
+  group_wait: {routing.group_wait}
+  group_interval: {routing.group_interval}
+  repeat_interval: {routing.repeat_interval}
 receivers:
   - name: test-webhook
     webhook_configs:
@@ -150,7 +151,7 @@ class AlertmanagerProcess:
 
     folder: Path
     webhook_url: str
-    timings: Timings = field(default_factory=Timings)
+    routing: Routing = field(default_factory=Routing)
     port: int = field(default_factory=lambda: free_ports(1)[0])
     _process: subprocess.Popen[bytes] | None = None
 
@@ -166,7 +167,7 @@ class AlertmanagerProcess:
         binary = alertmanager_binary()
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "alertmanager.yml"
-        config.write_text(alertmanager_config(self.webhook_url, self.timings))
+        config.write_text(alertmanager_config(self.webhook_url, self.routing))
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [
@@ -213,17 +214,24 @@ class AlertmanagerProcess:
         found: list[dict[str, Any]] = response.json()
         return [a for a in found if all(a["labels"].get(k) == v for k, v in filters.items())]
 
+    def groups(self) -> list[dict[str, Any]]:
+        """GET /api/v2/alerts/groups: the aggregation groups, each with its labels and alerts."""
+        response = requests.get(f"{self.url}/api/v2/alerts/groups", timeout=5)
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+        return found
+
     def post_raw(self, alerts: list[dict[str, Any]]) -> requests.Response:
         return requests.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=5)
 
 
 @contextmanager
 def running_alertmanager(
-    folder: Path, timings: Timings | None = None
+    folder: Path, routing: Routing | None = None
 ) -> Iterator[tuple[AlertmanagerProcess, WebhookSink]]:
     """An Alertmanager and the webhook it notifies, both stopped on exit."""
     with WebhookSink() as sink:
-        process = AlertmanagerProcess(folder, sink.url, timings or Timings())
+        process = AlertmanagerProcess(folder, sink.url, routing or Routing())
         try:
             process.start()
             yield process, sink

@@ -157,6 +157,7 @@ def test_any_alert_builds_a_valid_payload(alert: GpuAlert, ends_after: float, re
     [
         ({"startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:00:00Z"}, "labels"),
         ({"labels": {}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:00:00Z"}, "labels"),
+        ({"labels": {"a": ""}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:00:00Z"}, "labels"),
         ({"labels": {"alert-name": "x"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:00:00Z"}, "name"),
         ({"labels": {"0a": "x"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:00:00Z"}, "name"),
         ({"labels": {"a": "\ud800"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:00:00Z"}, "UTF-8"),
@@ -173,6 +174,6 @@ def test_any_alert_builds_a_valid_payload(alert: GpuAlert, ends_after: float, re
     ],
 )
 def test_check_postable_refuses_what_alertmanager_refuses(payload: dict[str, Any], problem: str) -> None:
-    """Missing or empty labels, bad names, non-UTF-8 values, bad times or an end before the start are InvalidAlert."""
+    """No non-empty label, bad names, non-UTF-8 values, bad times or an end before the start are InvalidAlert."""
     with pytest.raises(InvalidAlert, match=problem):
         check_postable(payload)
