@@ -58,7 +58,8 @@ API_PATH: Final = "/api/v2/alerts"
 VALIDITY_FACTOR: Final = 4  # as Prometheus: an alert outlives two lost re-sends
 MAX_BATCH: Final = 64  # alerts per POST, as Prometheus's notifier
 RETRY_AFTER_MAX: Final = 300.0
-_BODY_MAX: Final = 200
+_BODY_MAX: Final = 200  # characters of an error answer kept for the log
+_BODY_READ: Final = 8192  # bytes of it read at most: a hostile peer cannot make us hold megabytes
 
 
 # --- Settings -------------------------------------------------------------------------------------------------
@@ -89,8 +90,7 @@ class Endpoint:
         host = parts.hostname or ""
         netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
         secrets = {parts.username or "", parts.password or "", parts.query, parts.fragment}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            secrets |= {key, value}
+        secrets |= {value for _key, value in parse_qsl(parts.query, keep_blank_values=True)}
         secrets |= {unquote(s) for s in secrets}
         return cls(
             urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")),
@@ -590,6 +590,7 @@ class AlertmanagerClient:
                 headers={"Content-Type": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,  # the answer's body is read by _classify, at most _BODY_READ bytes
             )
         except requests.Timeout as exc:
             return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
@@ -608,7 +609,8 @@ class AlertmanagerClient:
         status = response.status_code
         if 200 <= status < 300:
             return Attempt(Outcome.ACCEPTED, "accepted", status)
-        body = self.endpoint.redact(_printable(response.text))
+        raw = response.raw.read(_BODY_READ, decode_content=True) or b""
+        body = _printable(self.endpoint.redact(raw.decode("utf-8", "replace")))  # redacted before it is cut
         if status in (429, 503):
             reason = "rate_limited" if status == 429 else "server_error"
             return Attempt(Outcome.RETRY, reason, status, body, self._parse_retry_after(response))
@@ -814,3 +816,18 @@ class AlertmanagerReceiver:
                 then,
                 f" ({suppressed} similar not logged)" if suppressed else "",
             )
+
+
+def build_receiver(
+    settings: AlertmanagerSettings, registry: CollectorRegistry | None = None
+) -> AlertmanagerReceiver | None:
+    """The receiver the settings ask for (its metrics in `registry`), or None when ALERTMANAGER_URL is unset."""
+    if settings.endpoint is None:
+        return None
+    client = AlertmanagerClient(
+        settings.endpoint,
+        timeout=settings.timeout,
+        backoff_max=settings.backoff_max,
+        metrics=AlertmanagerMetrics(registry),
+    )
+    return AlertmanagerReceiver(client, ResendPolicy(settings.resend_interval))

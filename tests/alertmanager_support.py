@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -316,4 +317,5 @@ class ScriptedServer:
         if answer == "hang":
             self._stopping.wait(30)
         elif answer != "close":
-            conn.sendall(answer if isinstance(answer, bytes) else answer.encode())
+            with contextlib.suppress(OSError):  # the client may hang up before reading it all
+                conn.sendall(answer if isinstance(answer, bytes) else answer.encode())

@@ -329,3 +329,21 @@ def test_receiver_logs_a_refusal_once_a_minute_and_counts_each(caplog: pytest.Lo
     )
     assert posts(registry, "invalid") == 2
     assert receiver.book == {}
+
+
+def test_a_huge_error_answer_is_read_only_in_part(registry: CollectorRegistry) -> None:
+    """A 500 with megabytes of body costs at most a few kilobytes: the attempt keeps a short, printable excerpt."""
+    with ScriptedServer(http_answer(500, "\x1b[31m" + "e" * 5_000_000)) as server:
+        attempt = client_for(server.url(), registry).post(PAYLOAD)
+    assert (attempt.reason, attempt.status) == ("server_error", 500)
+    assert attempt.body == " [31m" + "e" * 195
+
+
+def test_a_secret_cut_by_the_excerpt_is_still_starred(registry: CollectorRegistry) -> None:
+    """A credential straddling the excerpt's end is redacted before the cut, so no prefix of it leaks."""
+    with ScriptedServer() as probe:
+        url = secret_url(probe)
+    with ScriptedServer(http_answer(502, "x" * 190 + TOKEN)) as server:
+        attempt = client_for(url.replace(str(probe.port), str(server.port)), registry).post(PAYLOAD)
+    assert attempt.body == "x" * 190 + "***"
+    assert TOKEN[:5] not in attempt.describe()

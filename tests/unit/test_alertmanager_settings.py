@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from alerter.alertmanager import AlertmanagerSettings, Endpoint, load_alertmanager_settings
+from alerter.alertmanager import AlertmanagerSettings, Endpoint, build_receiver, load_alertmanager_settings
 from shared.config import ConfigError, Env
 
 SECRET_URL = "https://alice:s3cr3t-pass@am.example:9443/prefix/?token=t0k3n-value&team=gpu"  # noqa: S105 - a fake
@@ -68,11 +69,12 @@ def test_credentials_are_kept_but_never_shown() -> None:
 
 
 def test_redact_stars_out_every_credential() -> None:
-    """Text echoing the URL, the password, or a decoded query value comes out with each starred."""
+    """Text echoing the URL, the user, the password, or a query value (raw or decoded) comes out with each starred."""
     endpoint = Endpoint.parse("http://bob:p%40ss@h:1/?key=a%2Fb")
     text = endpoint.redact("denied: http://bob:p%40ss@h:1/?key=a%2Fb user bob pass p@ss key a/b")
-    for secret in ("bob", "p%40ss", "p@ss", "a%2Fb", "a/b", "key"):
+    for secret in ("bob", "p%40ss", "p@ss", "a%2Fb", "a/b"):
         assert secret not in text
+    assert "h:1" in text
 
 
 @pytest.mark.parametrize(
@@ -119,3 +121,13 @@ def test_durations_are_read() -> None:
         60.0,
         60.0,
     )
+
+
+def test_build_receiver_follows_the_settings() -> None:
+    """No receiver when the URL is unset; otherwise one posting there, its metrics in the given registry."""
+    assert build_receiver(load()[0]) is None
+    registry = CollectorRegistry()
+    receiver = build_receiver(load(ALERTMANAGER_URL="http://127.0.0.1:9093")[0], registry)
+    assert receiver is not None
+    assert registry.get_sample_value("gpu_alerter_alertmanager_alerts_kept_alive") == 0
+    assert receiver.book == {}
