@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import msgspec
 import requests
@@ -90,8 +90,8 @@ class Endpoint:
         host = parts.hostname or ""
         netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
         secrets = {parts.username or "", parts.password or "", parts.query, parts.fragment}
-        secrets |= {value for _key, value in parse_qsl(parts.query, keep_blank_values=True)}
-        secrets |= {unquote(s) for s in secrets}
+        secrets |= {pair.partition("=")[2] for pair in parts.query.split("&")}
+        secrets |= {unquote(s) for s in secrets} | {unquote_plus(s) for s in secrets}
         return cls(
             urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")),
             urlunsplit((parts.scheme, netloc, path, "", "")),
@@ -102,7 +102,7 @@ class Endpoint:
         return self._url
 
     def redact(self, text: str) -> str:
-        """`text` with every credential of the URL (user, password, query keys and values) starred out."""
+        """`text` with every credential of the URL (user, password, query and its values, raw or decoded) starred."""
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text

@@ -70,9 +70,9 @@ def test_credentials_are_kept_but_never_shown() -> None:
 
 def test_redact_stars_out_every_credential() -> None:
     """Text echoing the URL, the user, the password, or a query value (raw or decoded) comes out with each starred."""
-    endpoint = Endpoint.parse("http://bob:p%40ss@h:1/?key=a%2Fb")
-    text = endpoint.redact("denied: http://bob:p%40ss@h:1/?key=a%2Fb user bob pass p@ss key a/b")
-    for secret in ("bob", "p%40ss", "p@ss", "a%2Fb", "a/b"):
+    endpoint = Endpoint.parse("http://bob:p%40ss@h:1/?key=a%2Fb&sig=x+y%2Bz")
+    text = endpoint.redact("denied: http://bob:p%40ss@h:1/?key=a%2Fb user bob pass p@ss key a/b a%2Fb sig x y+z")
+    for secret in ("bob", "p%40ss", "p@ss", "a%2Fb", "a/b", "x y+z", "x+y%2Bz"):
         assert secret not in text
     assert "h:1" in text
 
