@@ -36,7 +36,7 @@ from tests.alertmanager_support import (
 
 pytestmark = pytest.mark.integration
 
-INTERVAL = 0.5  # re-send interval: V = 2 s, four times Alertmanager's resolve_timeout of the fixture (1 s)
+INTERVAL = 1.0  # re-send interval: V = 4 s, four times the fixture's resolve_timeout (1 s); a 3 s stall is survived
 
 
 @pytest.fixture
@@ -130,8 +130,9 @@ def test_an_alert_appears_with_its_labels_and_is_notified(
 def test_re_sends_keep_it_firing_past_validity_and_resolve_timeout_then_it_lapses(
     alertmanager: tuple[AlertmanagerProcess, WebhookSink],
 ) -> None:
-    """Kept seen for 2.5 x V (V = 4 intervals = 2 s, resolve_timeout 1 s), the alert stays active with one firing
-    notification; once no longer seen, Alertmanager resolves it at the last sighting + V and notifies that."""
+    """Kept seen 3 s past its first endsAt (V = 4 intervals = 4 s; resolve_timeout 1 s), the alert stays active
+    with one firing notification; once no longer seen, Alertmanager resolves it at the last sighting + V and
+    notifies that."""
     am, webhook = alertmanager
     receiver = receiver_for(am.url)
     alert = GpuAlert.from_event(event(), Kind.CRITICAL)
@@ -143,7 +144,7 @@ def test_re_sends_keep_it_firing_past_validity_and_resolve_timeout_then_it_lapse
     [shown] = am.alerts(device_id="gpu-0003")
     still_active_at = time.time()
     assert shown["status"]["state"] == "active"
-    assert resent >= 8
+    assert resent >= 5
     last_sighting = receiver.book[alert.key].seen_at
 
     def resolved_while_ticking() -> list[dict[str, Any]]:
