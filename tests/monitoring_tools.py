@@ -2,7 +2,7 @@
 
 `make install` installs the packages when it runs as root (scripts/install-monitoring-tools).
 Elsewhere a test that needs them is skipped with a line saying what to install, except where
-REQUIRE_MONITORING_TOOLS=1 (set by .ci/run): there a missing binary fails the test, so CI never
+REQUIRE_MONITORING_BINARIES=1 (set by .ci/run): there a missing binary fails the test, so CI never
 passes without having run them.
 """
 
@@ -24,6 +24,6 @@ def monitoring_tool(name: str) -> str:
         return found
     advice = (f"{name} not found: install the Debian package {PACKAGES[name]} "
               f"(`make install` as root does, or `sudo apt-get install prometheus prometheus-alertmanager`)")
-    if os.environ.get("REQUIRE_MONITORING_TOOLS") == "1":
-        pytest.fail(f"{advice}; REQUIRE_MONITORING_TOOLS=1 forbids skipping", pytrace=False)
+    if os.environ.get("REQUIRE_MONITORING_BINARIES") == "1":
+        pytest.fail(f"{advice}; REQUIRE_MONITORING_BINARIES=1 forbids skipping", pytrace=False)
     pytest.skip(advice)

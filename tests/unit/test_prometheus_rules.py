@@ -92,7 +92,7 @@ def test_every_required_condition_has_a_tested_alert() -> None:
         labels = rule["labels"]
         assert isinstance(labels, dict)
         assert labels["severity"] in ("critical", "warning"), name
-        assert labels["component"] in ("publisher", "alerter", "slack"), name
+        assert labels["component"] in ("publisher", "alerter", "slack", "alertmanager"), name
         annotations = rule["annotations"]
         assert isinstance(annotations, dict)
         assert set(annotations) == {"summary", "description"}, name
