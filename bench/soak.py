@@ -29,10 +29,10 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from alerter.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
-from alerter.slack_stand_in import Behaviour, SlackStandIn
 from bench.table import print_table
 from shared.codec import DecodeError, decode_reading
 from shared.kafka import consumer_config
+from slack_stand_in import Behaviour, SlackStandIn
 
 DEVICES = 1_000
 INTERVAL_MS = 100

@@ -12,7 +12,7 @@ import pytest
 
 from alerter.settings import Secret
 from alerter.slack import RETRY_AFTER_MAX, Attempt, Outcome, WebhookClient, encode_message, notice_message
-from alerter.slack_stand_in import SlackStandIn
+from slack_stand_in import SlackStandIn
 
 WEBHOOK_PATH = "services/T0SECRET/B0SECRET/tokentokentoken"
 PAYLOAD = encode_message(notice_message("hello", "#c"))

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from alerter.slack import alert_message, notice_message
-from alerter.slack_stand_in import Behaviour, SlackStandIn, render
+from slack_stand_in import Behaviour, SlackStandIn, render
 from tests.alerter_support import make_alert
 
 
@@ -128,9 +128,9 @@ def test_render_shows_an_alert_as_one_readable_block() -> None:
 
 
 def test_program_prints_its_url_and_messages_and_stops_on_sigterm() -> None:
-    """`python -m alerter.slack_stand_in --port 0` says where it listens, prints what it gets, exits 0 on SIGTERM."""
+    """`python -m slack_stand_in --port 0` says where it listens, prints what it gets, exits 0 on SIGTERM."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "alerter.slack_stand_in", "--port", "0"],
+        [sys.executable, "-m", "slack_stand_in", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

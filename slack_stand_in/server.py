@@ -6,7 +6,7 @@ accepted, prints each message as one readable block, and can be told to
 misbehave for a while or for a number of requests: answer an error status,
 answer 429 with `Retry-After`, or hang without answering.
 
-    python -m alerter.slack_stand_in [--host H] [--port P] [--quiet]
+    python -m slack_stand_in [--host H] [--port P] [--quiet]
 
 Control (JSON over HTTP, so another process can drive it):
     POST /_control   {"mode": "error"|"rate_limit"|"hang"|"ok", "status": 500, "retry_after": 1 (or an HTTP date),
