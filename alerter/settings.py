@@ -16,6 +16,7 @@ from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
 from shared.config import CommonSettings, ConfigError, Env, load_common
+from shared.logs import register_secret
 
 SERVICE: Final = "gpu-temp-alert"
 DEFAULT_METRICS_PORT: Final = 9101
@@ -24,9 +25,16 @@ _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 @dataclass(frozen=True)
 class Secret:
-    """A string that prints as asterisks; `reveal()` is the one way to read it."""
+    """A string that prints as asterisks; `reveal()` is the one way to read it.
+
+    Creating one registers it with the log handler, which blanks it (and, for
+    a URL, its path) in every line, whichever library writes that line.
+    """
 
     _value: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        register_secret(self._value)
 
     def reveal(self) -> str:
         return self._value

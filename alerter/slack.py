@@ -2,8 +2,10 @@
 
 Formatting reproduces the Go original field by field, including what its JSON
 `omitempty` tags drop (an empty GPU model, the Time field's `short: false`),
-and escapes the untrusted text of a reading (`&`, `<`, `>`) as Slack requires,
-so a device id cannot ping `@channel` or smuggle in a link.
+and escapes the untrusted text of a reading: `&`, `<`, `>` as Slack requires,
+so a device id cannot ping `@channel` or smuggle in a link, and control,
+format and line-separator characters as visible escapes, so a host name
+cannot start a new line or reverse its text to read `Temperature: 20°C`.
 
 The client never puts the webhook URL in an exception, a log line or a repr:
 failures are described by status, Slack's short body, or the exception type.
@@ -28,6 +30,7 @@ from urllib3.util import Retry
 
 from alerter.settings import Secret
 from shared.models import AlertEvent
+from shared.text import visible
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def escape(text: str) -> str:
-    """Slack's control characters in message text: `&`, `<` and `>` (nothing else needs escaping)."""
-    return text.translate(_ESCAPES)
+    """Untrusted text made safe for a message: Slack's `&`, `<`, `>`, and invisible or line-breaking characters
+    (Unicode Cc, Cf, Cs, Zl, Zp: newlines, U+2028/2029, bidi overrides, zero-width and C1 characters) written out."""
+    return visible(text.translate(_ESCAPES))
 
 
 def rfc1123(moment: datetime) -> str:

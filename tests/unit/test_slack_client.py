@@ -12,7 +12,9 @@ import pytest
 
 from alerter.settings import Secret
 from alerter.slack import RETRY_AFTER_MAX, Attempt, Outcome, WebhookClient, encode_message, notice_message
+from shared.logs import configure_logging
 from slack_stand_in import SlackStandIn
+from tests.raw_http import RawHttpServer
 
 WEBHOOK_PATH = "services/T0SECRET/B0SECRET/tokentokentoken"
 PAYLOAD = encode_message(notice_message("hello", "#c"))
@@ -149,3 +151,28 @@ def test_secret_never_prints() -> None:
     assert "SECRET" not in str(secret)
     assert "SECRET" not in f"{secret}"
     assert secret.reveal().endswith(WEBHOOK_PATH)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_broken_header_line_does_not_leak_the_url_into_the_log(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A response with a malformed header line makes urllib3 log the full request URL at WARNING; the log handler
+    blanks the webhook's URL and path in that line and in its traceback, whatever the format."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("info", fmt)
+        with RawHttpServer() as server:
+            client = client_for(server.url(WEBHOOK_PATH))
+            attempt = client.post(PAYLOAD)
+            client.close()
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert server.requests == 1
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert "Failed to parse headers (url=********)" in err, err
+    assert "SECRET" not in err
+    assert "tokentoken" not in err
