@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.exceptions import InvalidHeader, LocationValueError
 from urllib3.util import Retry
 
 from alerter.settings import Secret
@@ -135,11 +135,12 @@ class Outcome(Enum):
 @dataclass(frozen=True)
 class Attempt:
     outcome: Outcome
-    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, rejected
+    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, rejected,
+    # invalid_url, error (anything else that failed)
     status: int | None = None
     body: str = ""
     retry_after: float | None = None  # seconds Slack asked us to wait (429)
-    error: str = ""  # exception type for transport failures; never the URL
+    error: str = ""  # exception type for transport failures; never the URL, never the exception's text
 
     def describe(self) -> str:
         if self.status is not None:
@@ -203,10 +204,15 @@ class WebhookClient:
             return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
         except requests.ConnectionError as exc:
             return Attempt(Outcome.RETRY, "connection", error=_root_cause(exc))
-        except requests.RequestException as exc:
+        except (requests.exceptions.InvalidURL, LocationValueError, UnicodeError) as exc:
+            # The URL itself cannot be used (say, a host label over 63 characters): no retry will change that.
+            return Attempt(Outcome.REJECTED, "invalid_url", error=type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - any other failure of a post is one more failed attempt, never a crash
             return Attempt(Outcome.RETRY, "error", error=type(exc).__name__)
         try:
             return self._classify(response)
+        except Exception as exc:  # noqa: BLE001 - e.g. a body that cannot be read: retried like a dropped connection
+            return Attempt(Outcome.RETRY, "error", error=type(exc).__name__)
         finally:
             response.close()
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+import requests
 
 from alerter.settings import Secret
 from alerter.slack import RETRY_AFTER_MAX, Attempt, Outcome, WebhookClient, encode_message, notice_message
@@ -176,3 +177,31 @@ def test_a_broken_header_line_does_not_leak_the_url_into_the_log(
     assert "Failed to parse headers (url=********)" in err, err
     assert "SECRET" not in err
     assert "tokentoken" not in err
+
+
+def test_an_unusable_url_is_one_refused_attempt_not_an_exception() -> None:
+    """A host label of 64 characters makes urllib3 raise LocationParseError (not a requests error); the post is one
+    REJECTED attempt with reason `invalid_url`, which names the error type and never the URL."""
+    client = client_for("http://" + "a" * 64 + f".localhost:9/{WEBHOOK_PATH}")
+    attempt, retries = deliver(client)
+    assert (attempt.outcome, attempt.reason, attempt.error) == (Outcome.REJECTED, "invalid_url", "LocationParseError")
+    assert retries == []
+    assert "SECRET" not in attempt.describe()
+    assert "aaaa" not in repr(attempt)
+
+
+class _ExplodingSession(requests.Session):
+    """A session whose transport fails with an error no HTTP library documents (a bug, an encoder, memory)."""
+
+    def post(self, *_args: object, **_kwargs: object) -> requests.Response:
+        raise RuntimeError(f"boom while posting to https://hooks.slack.com/{WEBHOOK_PATH}")
+
+
+def test_any_other_error_of_a_post_is_a_failed_attempt_with_its_type_only() -> None:
+    """Whatever a post raises becomes one retryable attempt (reason `error`, the exception's type), never an exception
+    that ends the sender or the start-up notice, and never the exception's text (it may hold the URL)."""
+    client = WebhookClient(Secret(f"https://hooks.slack.com/{WEBHOOK_PATH}"), timeout=1, backoff_max=0.01,
+                           session=_ExplodingSession())
+    attempt = client.post(PAYLOAD)
+    assert (attempt.outcome, attempt.reason, attempt.error) == (Outcome.RETRY, "error", "RuntimeError")
+    assert "SECRET" not in attempt.describe()
