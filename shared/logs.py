@@ -159,6 +159,23 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
+_REMOTE_DRIVEN = ("urllib3", "requests")  # what these log is about a peer's answer, not a bug of ours
+
+
+def _one_line_library_errors(record: logging.LogRecord) -> bool:
+    """An HTTP library's warning about a peer (a malformed header) is one line: its exception joins the message.
+
+    Tracebacks stay for our own code, where they point at a bug.
+    """
+    if record.exc_info and record.name.split(".", 1)[0] in _REMOTE_DRIVEN:
+        error = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(error).__name__})"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stderr handler whose own failures cost one line that repeats nothing of the record (it may hold a secret)."""
 
@@ -178,6 +195,7 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     too, so they are formatted, escaped and redacted like every other line.
     """
     handler = _Handler(sys.stderr)
+    handler.addFilter(_one_line_library_errors)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import time
 import unicodedata
 from collections.abc import Callable
@@ -32,8 +34,13 @@ def test_a_broken_header_from_the_webhook_never_puts_the_url_in_the_alerters_log
         wait_until(lambda: webhook.requests >= 1, 60, "the start-up notice")
         produce(kafka_bootstrap, topic, [reading("gpu-1", 190.0, time.time())])
         wait_until(lambda: webhook.requests >= 2, 60, "the alert")
+        _reset_mid_request(alerter.port)  # an aborted scrape: one line in the log's own format, no traceback
+        wait_until(lambda: "ConnectionResetError" in alerter.log, 30, "the aborted scrape's log line")
         assert alerter.stop() == 0
     log = alerter.log
+    assert "on port" in log
+    assert "(bound to 127.0.0.1)" in log, "METRICS_HOST defaults to loopback"
+    assert "Traceback" not in log
     assert log.count("Failed to parse headers (url=********)") >= 2, log
     assert "SECRET" not in log
     assert WEBHOOK_PATH.rsplit("/", 1)[-1] not in log
@@ -62,6 +69,13 @@ def test_hostile_reading_text_is_escaped_in_slack_and_in_the_log(
     assert _unsafe(log.replace("\n", "")) == []
     assert not any(line.startswith("2026-01-01 00:00:00 INFO forged") for line in log.splitlines())
     assert "Device gpu-7\\u202e1-ved\\u200b\\n2026-01-01" in log
+
+
+def _reset_mid_request(port: int) -> None:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /metr")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def _unsafe(text: str) -> list[str]:

@@ -103,6 +103,10 @@ def _alerter(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Comp
         ({"SLACK_WEBHOOK_URL": URL, "TEMPERATURE_THRESHOLD": "-5"}, "TEMPERATURE_THRESHOLD='-5'"),
         ({"SLACK_WEBHOOK_URL": URL, "ALERT_COOLDOWN": "soon"}, "ALERT_COOLDOWN='soon'"),
         ({"SLACK_WEBHOOK_URL": "not a url"}, "SLACK_WEBHOOK_URL: expected an http(s) URL"),
+        ({"SLACK_WEBHOOK_URL_FILE": "/nonexistent/slack_webhook_url"}, "SLACK_WEBHOOK_URL_FILE='/nonexistent/"),
+        ({"SLACK_WEBHOOK_URL": "http://hooks.slack.com/services/T/B/x"}, "plain http:// would send the secret"),
+        ({"SLACK_WEBHOOK_URL": URL, "ALERT_COOLDOWN": "1e306"}, "ALERT_COOLDOWN='1e306'"),
+        ({"SLACK_WEBHOOK_URL": URL, "METRICS_HOST": "0.0.0.0:9101"}, "METRICS_HOST='0.0.0.0:9101'"),
     ],
 )
 def test_entry_point_exits_2_with_one_line(env: dict[str, str], expected: str, tmp_path: Path) -> None:

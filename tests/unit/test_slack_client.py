@@ -158,8 +158,8 @@ def test_secret_never_prints() -> None:
 def test_a_broken_header_line_does_not_leak_the_url_into_the_log(
     fmt: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A response with a malformed header line makes urllib3 log the full request URL at WARNING; the log handler
-    blanks the webhook's URL and path in that line and in its traceback, whatever the format."""
+    """A response with a malformed header line makes urllib3 log the full request URL at WARNING, with a traceback;
+    the log handler blanks the webhook's URL and path and makes it one line, whatever the format."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
@@ -175,6 +175,8 @@ def test_a_broken_header_line_does_not_leak_the_url_into_the_log(
     assert server.requests == 1
     assert attempt.outcome is Outcome.ACCEPTED
     assert "Failed to parse headers (url=********)" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "(HeaderParsingError)" in err
     assert "SECRET" not in err
     assert "tokentoken" not in err
 
