@@ -39,6 +39,7 @@ class _DeadlineSocketReader(io.RawIOBase):
         self._sock = sock
         self._deadline = deadline
         self._write_timeout = write_timeout
+        self.count = 0  # bytes read since the handler last reset it (at the start of each request)
 
     def readable(self) -> bool:
         return True
@@ -49,7 +50,9 @@ class _DeadlineSocketReader(io.RawIOBase):
             raise TimeoutError("the request did not arrive in time")
         self._sock.settimeout(left)
         try:
-            return self._sock.recv_into(buffer)
+            read = self._sock.recv_into(buffer)
+            self.count += read
+            return read
         finally:
             self._sock.settimeout(self._write_timeout)  # the answer gets its own full timeout
 
@@ -64,17 +67,24 @@ class BoundedHandler(BaseHTTPRequestHandler):
         super().setup()
         timeout = self.server.request_timeout
         self.connection.settimeout(timeout)  # bounds each write too: a client that stops reading
-        self.rfile = io.BufferedReader(_DeadlineSocketReader(self.connection, lambda: self._deadline, timeout))
+        self._reader = _DeadlineSocketReader(self.connection, lambda: self._deadline, timeout)
+        self.rfile = io.BufferedReader(self._reader)
 
     def handle_one_request(self) -> None:
         self._deadline = time.monotonic() + self.server.request_timeout
+        self._reader.count = 0
         super().handle_one_request()
 
     def log_message(self, format: str, *args: object) -> None:
         """No access lines: scrapes every few seconds, or every webhook post, would drown the log."""
 
     def log_error(self, format: str, *args: object) -> None:
-        """Malformed requests and timeouts: one throttled line (the client's text escaped by the log handler)."""
+        """Malformed requests and timeouts: one throttled line (the client's text escaped by the log handler).
+
+        A keep-alive connection that sent nothing more before the deadline is simply closed: that is no error.
+        """
+        if format.startswith("Request timed out") and self._reader.count == 0:
+            return
         self.server.note("client", "%s from %s", format % args, _peer(self.client_address))
 
 

@@ -25,7 +25,7 @@ from alerter.slack import alert_message, notice_message
 from shared.text import is_unsafe
 from slack_stand_in import Behaviour, SlackStandIn, render, validate
 from slack_stand_in.server import MODES
-from tests.alerter_support import make_alert
+from tests.alerter_support import make_alert, wait_until
 
 
 @pytest.fixture
@@ -366,3 +366,25 @@ def test_program_refuses_a_bad_port_in_one_line() -> None:
     assert result.returncode == 2
     assert "argument --port: expected an integer from 0 to 65535, got '70000'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_idle_keep_alive_connection_is_closed_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """A client's pooled connection left idle past the request timeout is closed without a log line (that is no
+    error), while a request cut off half-way is one line."""
+    with SlackStandIn(request_timeout=0.3) as server, caplog.at_level(logging.INFO, logger="slack_stand_in"):
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        body = json.dumps(notice_message("pooled", "#c")).encode()
+        idle.sendall(b"POST /services/x HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = b""
+        while b"\r\n\r\nok" not in answer:
+            answer += idle.recv(1024)
+        assert idle.recv(1024) == b"", "closed once idle past the timeout"
+        idle.close()
+        assert caplog.records == []
+        partial = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        partial.sendall(b"POST /services/x HTTP/1.1\r\n")
+        assert partial.recv(1024) == b""
+        partial.close()
+        wait_until(lambda: caplog.records, 10, "the timed-out request's line")
+    [record] = caplog.records
+    assert "Request timed out" in record.getMessage()
