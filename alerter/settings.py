@@ -100,7 +100,7 @@ def load_settings(env: Env) -> AlerterSettings:
         alert_topic=_topic(env, "ALERT_TOPIC", "gpu-temperature-alerts"),
         dlq_topic=_topic(env, "DLQ_TOPIC", "gpu-temperature-dlq"),
         max_pending_alerts=env.integer("MAX_PENDING_ALERTS", 1000, minimum=1, maximum=MAX_PENDING),
-        commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=600.0),
+        commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=3600.0),
         shutdown_timeout=env.duration("SHUTDOWN_TIMEOUT", 10.0, maximum=600.0),
     )
 

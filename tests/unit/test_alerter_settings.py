@@ -275,7 +275,7 @@ def test_webhook_url_a_client_cannot_use_is_refused_at_start_up(url: str) -> Non
         ("TEMPERATURE_THRESHOLD", "1e300"),
         ("MAX_CLOCK_SKEW", "25h"),
         ("MAX_PENDING_ALERTS", "1000001"),
-        ("COMMIT_INTERVAL", "11m"),
+        ("COMMIT_INTERVAL", "61m"),
         ("SHUTDOWN_TIMEOUT", "11m"),
         ("SLACK_BACKOFF_MAX", "2h"),
         ("STARTUP_ATTEMPTS", "10001"),
