@@ -119,7 +119,7 @@ def free_or_ephemeral(port: int) -> str:
 
 def start_stand_in(env: dict[str, str]) -> tuple[Child, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "alerter.slack_stand_in", "--port", "0"],
+        [sys.executable, "-m", "slack_stand_in", "--port", "0"],
         cwd=REPO,
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
