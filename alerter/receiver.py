@@ -33,11 +33,12 @@ class Outcome(Enum):
 @dataclass(frozen=True)
 class Attempt:
     outcome: Outcome
-    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, error, rejected
+    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, rejected,
+    # invalid_url, error (anything else that failed)
     status: int | None = None
     body: str = ""
     retry_after: float | None = None  # seconds the receiver asked us to wait (429)
-    error: str = ""  # exception type for transport failures; never a URL
+    error: str = ""  # exception type for transport failures; never the URL, never the exception's text
 
     def describe(self) -> str:
         if self.status is not None:

@@ -108,7 +108,7 @@ def spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
 
 
 def free_or_ephemeral(port: int) -> str:
-    """The usual port when it is free (so `curl localhost:9101/metrics` works), else let the OS pick one."""
+    """The usual port when it is free (so `curl localhost:8702/metrics` works), else let the OS pick one."""
     with socket.socket() as sock:
         try:
             sock.bind(("0.0.0.0", port))  # noqa: S104 - the services bind 0.0.0.0 too
@@ -119,7 +119,7 @@ def free_or_ephemeral(port: int) -> str:
 
 def start_stand_in(env: dict[str, str]) -> tuple[Child, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "alerter.slack_stand_in", "--port", "0"],
+        [sys.executable, "-m", "slack_stand_in", "--port", "0"],
         cwd=REPO,
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
@@ -184,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             env["SLACK_WEBHOOK_URL"] = stand_in_url + "services/demo"
         else:
             say("demo", "SLACK_WEBHOOK_URL is set: alerts go to your Slack")
-        children.append(spawn("alerter", ["-m", "alerter"], {**env, "METRICS_PORT": free_or_ephemeral(9101)}))
-        children.append(spawn("publisher", ["-m", "publisher"], {**env, "METRICS_PORT": free_or_ephemeral(9100)}))
+        children.append(spawn("alerter", ["-m", "alerter"], {**env, "METRICS_PORT": free_or_ephemeral(8702)}))
+        children.append(spawn("publisher", ["-m", "publisher"], {**env, "METRICS_PORT": free_or_ephemeral(8701)}))
         say(
             "demo",
             f"readings on {topic}: {env['NUM_DEVICES']} GPUs every {env['INTERVAL_MS']} ms, alerts above "

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from alerter.slack_stand_in import SlackStandIn
 from shared.codec import decode_alert
+from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
     AlerterProcess,
     alert_env,

@@ -25,9 +25,9 @@ from alerter.bootstrap import build, prepare_topics
 from alerter.metrics import AlerterMetrics
 from alerter.service import AlerterService
 from alerter.settings import AlerterSettings, load_settings
-from alerter.slack_stand_in import SlackStandIn
 from shared.config import Env
 from shared.kafka import consumer_config, producer_config
+from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
     WEBHOOK_PATH,
     AlerterProcess,
