@@ -65,6 +65,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
@@ -73,18 +74,21 @@ import numpy as np
 import numpy.typing as npt
 
 Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
 
 BUCKETS: Final = 12  # per window: the fit sees up to this many points
 SAMPLES: Final = 8  # readings kept per bucket, the first of each of its equal slots
 MIN_POINTS: Final = 6  # usable buckets below which there is no forecast
 RISE_POINTS: Final = 4  # buckets after its onset that a forecast's curve needs
 ONSET_STEPS: Final = 4  # candidate onsets per interval between two buckets
-TAU_STEPS: Final = range(-9, 9)  # tau grid: span * 2 ** (k / 2)
+TAU_RATIO: Final = math.sqrt(2)
+TAU_STEPS: Final = range(-9, 9)  # tau grid: span * TAU_RATIO ** k
+REFINE_ROUNDS: Final = 2  # local searches around the best grid candidate, each at half the previous step
 SETTLE_TIME: Final = 120.0  # s: the slowest load-change time constant the forecast must not mistake for a trend
 MAX_OUTLIERS: Final = 2  # isolated outlying buckets above which the window is not trusted
 OUTLIER_CUTOFF: Final = 4.0  # robust standard deviations from the running median that make a bucket an outlier
+SPIKE_MIN: Final = 2.0  # °C: a reading sticking out less than this beyond both neighbours is noise, not a spike
 NOISE_FLOOR: Final = 0.3  # °C: the least residual standard deviation assumed for a bucket level
-MODEL_ERROR: Final = 0.02  # and at least this share of the window's range of levels
 # 99.9 % quantiles of F(1, df) by degrees of freedom (usable buckets - 4: L0, r0, tau, onset).
 _F999: Final = {2: 998.5, 3: 167.0, 4: 74.14, 5: 47.18, 6: 35.51, 7: 29.25, 8: 25.41}
 
@@ -185,10 +189,10 @@ class TrendState:
         "_bucket",
         "_count",
         "_decision",
+        "_kept",
         "_last_at",
         "_last_temperature",
         "_model",
-        "_prev_temperature",
         "_ring",
         "_slot",
         "_times",
@@ -208,8 +212,8 @@ class TrendState:
     def _reset(self) -> None:
         self._ring[_ID].fill(-math.inf)
         self._count = 0  # readings accepted since the reset, up to 2
-        self._last_at = -math.inf
-        self._last_temperature = self._prev_temperature = math.nan
+        self._last_at = -math.inf  # the latest reading, not yet checked for a spike
+        self._last_temperature = self._kept = math.nan  # and the reading before it that was kept
         self._bucket = self._slot = -math.inf  # ids of the open bucket and of the latest sample's slot
         del self._times[:]
         del self._values[:]
@@ -229,16 +233,20 @@ class TrendState:
         elif at - last > self._model.window and self._count:
             self._reset()
             result = _RESET
-        previous = self._last_temperature
         if self._count >= 2:
-            # The previous reading, replaced by the median of it and its two neighbours.
-            a, b, c = self._prev_temperature, previous, temperature
-            if a > b:
-                a, b = b, a
-            self._sample(self._last_at, a if c < a else (b if c > b else c))
+            # The previous reading, dropped if it sticks out beyond both neighbours (the last kept reading and this
+            # one) by more than they differ and more than SPIKE_MIN: a spike goes, a rise or a step stays.
+            kept, middle = self._kept, self._last_temperature
+            low, high = (kept, temperature) if kept < temperature else (temperature, kept)
+            margin = max(high - low, SPIKE_MIN)
+            if low - margin <= middle <= high + margin:
+                self._kept = middle
+                self._sample(self._last_at, middle)
+        elif self._count == 1:
+            self._kept = self._last_temperature  # the first reading is only a neighbour
+            self._count = 2
         else:
-            self._count += 1
-        self._prev_temperature = previous
+            self._count = 1
         self._last_at, self._last_temperature = at, temperature
         return result
 
@@ -317,9 +325,9 @@ class TrendState:
     def __sizeof__(self) -> int:
         """Bytes this state holds, its own containers and numbers included (the shared model is not)."""
         size = object.__sizeof__(self)
-        for value in (self._ring, self._times, self._values, self._last_at, self._bucket, self._slot):
+        for value in (self._ring, self._times, self._values, self._bucket, self._slot):
             size += sys.getsizeof(value)
-        for value in (self._last_temperature, self._prev_temperature):
+        for value in (self._last_at, self._last_temperature, self._kept):
             size += sys.getsizeof(value)
         if self._decision is not None:
             size += sys.getsizeof(self._decision) + 2 * sys.getsizeof(0.0)
@@ -352,102 +360,147 @@ def _basis(dt: Floats, onsets: Floats, taus: Floats) -> Floats:
 def _tukey_smooth(levels: Floats) -> Floats:
     """Running median of three, with Tukey's end-point rule."""
     padded = np.concatenate([[3 * levels[1] - 2 * levels[2]], levels, [3 * levels[-2] - 2 * levels[-3]]])
-    smooth: Floats = np.median(np.vstack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    a, b, c = padded[:-2], padded[1:-1], padded[2:]
+    smooth: Floats = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
     return smooth
 
 
 @dataclass(frozen=True)
-class _Window:
-    """Least-squares fits of every candidate (onset, tau) to one window's buckets."""
+class _Fits:
+    """Least-squares fits of candidate curves (onset, tau) to one window's buckets, one per element."""
 
-    dt: Floats  # bucket times, seconds after the first
-    levels: Floats
-    weights: Floats  # 1 for a bucket in the fit, 0 for an outlier
-    phi: Floats  # candidates x buckets
-    onsets: Floats  # seconds after the first bucket
-    taus: Floats
     level0: Floats
     rate0: Floats
-    sse: Floats
-
-    @property
-    def df(self) -> int:
-        return int(self.weights.sum()) - 4
-
-    @property
-    def sigma(self) -> float:
-        """Residual standard deviation of the best fit, at least what the model's approximations cause."""
-        inliers = self.levels[self.weights > 0]
-        floor = max(NOISE_FLOOR, MODEL_ERROR * float(inliers.max() - inliers.min()))
-        return max(math.sqrt(float(self.sse.min()) / self.df), floor)
+    sse: Floats  # residual sum of squares (inf for a candidate that is flat over the buckets)
 
 
-def _fit_window(times: Floats, levels: Floats, settle_time: float) -> _Window | None:
-    dt = times - times[0]
-    span = float(dt[-1])
-    # Buckets a running median moves are isolated bumps (a run of spikes): left out. A running median leaves any
-    # monotone run as it is, so a rise, however sudden, is never dropped.
+@dataclass(frozen=True)
+class _Window:
+    """One window's buckets, as the fits see them."""
+
+    dt: Floats  # seconds after the first bucket
+    levels: Floats
+    weights: Floats  # 1 for a bucket in the fit, 0 for an outlier
+
+    def fit(self, phi: Floats) -> _Fits:
+        """Every candidate's (level0, rate0) at once, from the closed-form 2x2 normal equations."""
+        levels, weights = self.levels, self.weights
+        s0 = float(weights.sum())
+        s1 = phi @ weights
+        s2 = (phi * phi) @ weights
+        sy = float(levels @ weights)
+        s1y = (phi * levels) @ weights
+        det = s0 * s2 - s1 * s1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate0 = (s0 * s1y - s1 * sy) / det
+        level0 = (sy - rate0 * s1) / s0
+        residuals = levels[None, :] - level0[:, None] - rate0[:, None] * phi
+        sse = (residuals * residuals) @ weights
+        sse[~(det > 1e-9 * s0 * s2)] = np.inf
+        return _Fits(level0, rate0, sse)
+
+    def sse(self, onsets: Floats, taus: Floats) -> Floats:
+        return self.fit(_basis(self.dt, onsets, taus)).sse
+
+    def settling_sse(self, phi: Floats, taus: Floats, fits: _Fits, ceiling: float) -> Floats:
+        """Residual sums of squares of the fits constrained to an asymptote level0 + rate0 * tau <= ceiling.
+
+        Where the unconstrained fit complies it is the answer; else the fit lies on the boundary,
+        levels - ceiling = rate0 * (phi - tau), a one-parameter least-squares problem.
+        """
+        complies = fits.level0 + fits.rate0 * taus <= ceiling
+        u = phi - taus[:, None]  # < 0 everywhere: phi < tau
+        y = self.levels - ceiling
+        rate = ((u * y) @ self.weights) / ((u * u) @ self.weights)
+        residuals = y[None, :] - rate[:, None] * u
+        constrained: Floats = np.where(complies, fits.sse, (residuals * residuals) @ self.weights)
+        return constrained
+
+
+Score = Callable[[Floats, Floats], Floats]  # residual sums of squares of candidates (onsets, taus)
+Allowed = Callable[[Floats, Floats], Bools]
+
+
+def _best(
+    score: Score, allowed: Allowed, grid: tuple[Floats, Floats, Floats], onset_step: float
+) -> tuple[float, float, float]:
+    """(onset, tau, score) of the best allowed candidate of the grid (onsets, taus, their scores), refined by
+    REFINE_ROUNDS local 5 x 5 searches, each at half the step of the previous one."""
+    onsets, taus, scores = grid
+    keep = allowed(onsets, taus)
+    if not keep.any():
+        return math.nan, math.nan, math.inf
+    pick = int(np.flatnonzero(keep)[np.argmin(scores[keep])])
+    best, onset, tau = float(scores[pick]), float(onsets[pick]), float(taus[pick])
+    ratio = TAU_RATIO
+    offsets = np.array([-2.0, -1.0, 0.0, 1.0, 2.0]) / 2
+    for _ in range(REFINE_ROUNDS):
+        near_onsets = np.repeat(np.maximum(onset + offsets * onset_step, 0.0), 5)
+        near_taus = np.tile(tau * ratio**offsets, 5) if math.isfinite(tau) else np.full(25, math.inf)
+        onset_step, ratio = onset_step / 2, math.sqrt(ratio)
+        keep = allowed(near_onsets, near_taus)
+        scores = score(near_onsets[keep], near_taus[keep])
+        pick = int(np.argmin(scores))
+        if scores[pick] < best:
+            best, onset, tau = float(scores[pick]), float(near_onsets[keep][pick]), float(near_taus[keep][pick])
+    return onset, tau, best
+
+
+def _inliers(levels: Floats) -> Floats | None:
+    """Weights 1, or 0 for a bucket a running median moves (an isolated bump: a run of spikes); None if too many.
+
+    A running median leaves any monotone run as it is, so a rise, however sudden, is never dropped.
+    """
     deviation = np.abs(levels - _tukey_smooth(levels))
     scale = max(1.4826 * float(np.median(deviation)), NOISE_FLOOR)
     weights = (deviation <= OUTLIER_CUTOFF * scale).astype(np.float64)
     if len(levels) - weights.sum() > MAX_OUTLIERS or weights.sum() < MIN_POINTS:
         return None
-    grid = [*sorted({span * 2.0 ** (k / 2) for k in TAU_STEPS} | {settle_time}), math.inf]
-    starts, steps = dt[:-1], np.diff(dt)
-    onset_grid = (starts[:, None] + steps[:, None] * np.arange(ONSET_STEPS)[None, :] / ONSET_STEPS).ravel()
-    onsets = np.repeat(onset_grid, len(grid))
-    taus = np.tile(np.array(grid), len(onset_grid))
-    phi = _basis(dt, onsets, taus)
-    s0 = float(weights.sum())
-    s1 = phi @ weights
-    s2 = (phi * phi) @ weights
-    sy = float(levels @ weights)
-    s1y = (phi * levels) @ weights
-    det = s0 * s2 - s1 * s1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate0 = (s0 * s1y - s1 * sy) / det
-    level0 = (sy - rate0 * s1) / s0
-    residuals = levels[None, :] - level0[:, None] - rate0[:, None] * phi
-    sse = (residuals * residuals) @ weights
-    sse[~(det > 1e-9 * s0 * s2)] = np.inf  # a candidate whose curve is flat over the buckets fits nothing new
-    return _Window(dt, levels, weights, phi, onsets, taus, level0, rate0, sse)
-
-
-def _settling_sse(window: _Window, threshold: float, settle_time: float) -> float:
-    """Least residual sum of squares of a load change settling at or below `threshold` (tau <= settle_time).
-
-    Per candidate, the fit constrained to asymptote = level0 + rate0 * tau <= threshold: the unconstrained fit
-    where it complies, else the fit on the boundary, levels - threshold = rate0 * (phi - tau).
-    """
-    null = window.taus <= settle_time
-    if not null.any():
-        return math.inf
-    taus = window.taus[null]
-    complies = window.level0[null] + window.rate0[null] * taus <= threshold
-    u = window.phi[null] - taus[:, None]
-    y = window.levels - threshold
-    w = window.weights
-    rate = ((u * y) @ w) / ((u * u) @ w)  # u < 0 everywhere: phi < tau
-    residuals = y[None, :] - rate[:, None] * u
-    constrained = np.where(complies, window.sse[null], (residuals * residuals) @ w)
-    return float(constrained.min())
+    return weights
 
 
 def _decide(times: Floats, levels: Floats, threshold: float, end: float, settle_time: float) -> _Curve | None:
-    """The best curve if the window proves it reaches `threshold` by `end` and no load change explains it."""
-    window = _fit_window(times, levels, settle_time)
-    if window is None:
+    """The best curve if the window proves it reaches `threshold` by `end` and no load change settling below it fits."""
+    weights = _inliers(levels)
+    if weights is None:
         return None
-    rising = window.onsets < window.dt[-RISE_POINTS]
-    best = int(np.flatnonzero(rising)[np.argmin(window.sse[rising])])
-    if not math.isfinite(window.sse[best]):
+    window = _Window(times - times[0], levels, weights)
+    dt = window.dt
+    grid = [*sorted({float(dt[-1]) * TAU_RATIO**k for k in TAU_STEPS} | {settle_time}), math.inf]
+    steps = np.diff(dt)
+    onset_grid = (dt[:-1, None] + steps[:, None] * np.arange(ONSET_STEPS)[None, :] / ONSET_STEPS).ravel()
+    onsets, taus = np.repeat(onset_grid, len(grid)), np.tile(np.array(grid), len(onset_grid))
+    onset_step = float(np.median(steps)) / ONSET_STEPS
+    last_onset = float(dt[-RISE_POINTS])
+
+    def rising(onsets: Floats, taus: Floats) -> Bools:
+        return onsets < last_onset  # a forecast's curve has RISE_POINTS buckets after its onset
+
+    def settling(onsets: Floats, taus: Floats) -> Bools:
+        return taus <= settle_time
+
+    # The alternative: the best curve, which must reach the threshold within the horizon.
+    phi = _basis(dt, onsets, taus)
+    fits = window.fit(phi)
+    onset, tau, sse = _best(window.sse, rising, (onsets, taus, fits.sse), onset_step)
+    if not math.isfinite(sse):
         return None
-    onset, tau = float(times[0] + window.onsets[best]), float(window.taus[best])
-    curve = _Curve(onset, tau, float(window.level0[best]), float(window.rate0[best]))
+    fit = window.fit(_basis(dt, np.array([onset]), np.array([tau])))
+    curve = _Curve(float(times[0]) + onset, tau, float(fit.level0[0]), float(fit.rate0[0]))
     if not (curve.at(float(times[-1])) < threshold and curve.reaches(threshold) <= end):
         return None
-    settling = _settling_sse(window, threshold, settle_time)
-    sigma = window.sigma
-    if not settling - float(window.sse[best]) >= _F999[min(window.df, max(_F999))] * sigma * sigma:
+
+    # The null: a load change settling at or below the threshold.
+    def settling_sse(onsets: Floats, taus: Floats) -> Floats:
+        phi = _basis(dt, onsets, taus)
+        return window.settling_sse(phi, taus, window.fit(phi), threshold)
+
+    null = settling(onsets, taus)
+    null_fits = _Fits(fits.level0[null], fits.rate0[null], fits.sse[null])
+    null_grid = (onsets[null], taus[null], window.settling_sse(phi[null], taus[null], null_fits, threshold))
+    _, _, null_sse = _best(settling_sse, settling, null_grid, onset_step)
+    df = int(weights.sum()) - 4  # level0, rate0, tau, onset
+    sigma = max(math.sqrt(min(sse, float(fits.sse.min())) / df), NOISE_FLOOR)
+    if not null_sse - sse >= _F999[min(df, max(_F999))] * sigma * sigma:
         return None
     return curve
