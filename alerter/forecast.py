@@ -92,7 +92,9 @@ NOISE_FLOOR: Final = 0.3  # °C: the least residual standard deviation assumed f
 # 99.9 % quantiles of F(1, df) by degrees of freedom (usable buckets - 4: L0, r0, tau, onset).
 _F999: Final = {2: 998.5, 3: 167.0, 4: 74.14, 5: 47.18, 6: 35.51, 7: 29.25, 8: 25.41}
 
+_FLAT: Final = min(_F999.values()) * NOISE_FLOOR**2  # the least residual sum of squares the test can reject by
 _ID, _TIME, _LEVEL = 0, 1, 2  # rows of the ring of closed buckets
+_INF: Final = math.inf
 _isfinite = math.isfinite
 
 
@@ -285,17 +287,19 @@ class TrendState:
         alert covers it), before the window holds enough data, and whenever the
         window could still be a load change settling at or below the threshold.
         """
-        if not (self._last_temperature < threshold and 0 < horizon < math.inf and math.isfinite(at)):
+        if not self._last_temperature < threshold:
             return None
         decision = self._decision
-        if decision is None or (decision.version, decision.threshold, decision.horizon) != (
-            self._version,
-            threshold,
-            horizon,
+        if (
+            decision is None
+            or decision.version != self._version
+            or decision.threshold != threshold
+            or decision.horizon != horizon
         ):
-            decision = self._decision = _Decision(self._version, threshold, horizon, self._decide(threshold, horizon))
+            curve = self._decide(threshold, horizon) if 0 < horizon < _INF else None
+            decision = self._decision = _Decision(self._version, threshold, horizon, curve)
         curve = decision.curve
-        if curve is None:
+        if curve is None or not _isfinite(at):
             return None
         reach_at = curve.reaches(threshold)
         return Forecast(
@@ -320,6 +324,10 @@ class TrendState:
         slack = (float(levels.max()) - float(levels.min())) / 2 + 4 * NOISE_FLOOR
         if last + rise + slack < threshold:
             return None
+        # And a window so flat that a constant below the threshold fits it within the test's least tolerance: the
+        # null hypothesis, which includes that constant, cannot be rejected.
+        if float(levels.max()) <= threshold and float(levels.var()) * len(levels) < _FLAT:
+            return None
         return _decide(times, levels, threshold, end, self._model.settle_time)
 
     def __sizeof__(self) -> int:
@@ -336,8 +344,8 @@ class TrendState:
         return size
 
 
-def _median(values: array[float]) -> float:
-    ordered = sorted(values)
+def _median(values: array[float] | Floats) -> float:
+    ordered: list[float] = sorted(values.tolist())
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
@@ -350,10 +358,9 @@ def _phi(dt: float, tau: float) -> float:
 def _basis(dt: Floats, onsets: Floats, taus: Floats) -> Floats:
     """phi(dt - onset) for every candidate (rows) at every time (columns): 0 before the onset."""
     since = np.maximum(dt[None, :] - onsets[:, None], 0.0)
-    column = taus[:, None]
-    with np.errstate(invalid="ignore"):
-        curved = -column * np.expm1(-since / column)
-    phi: Floats = np.where(np.isinf(column), since, curved)
+    line = np.isinf(taus)[:, None]
+    column = np.where(line, 1.0, taus[:, None])
+    phi: Floats = np.where(line, since, -column * np.expm1(-since / column))
     return phi
 
 
@@ -391,12 +398,11 @@ class _Window:
         sy = float(levels @ weights)
         s1y = (phi * levels) @ weights
         det = s0 * s2 - s1 * s1
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rate0 = (s0 * s1y - s1 * sy) / det
+        fits = det > 1e-9 * s0 * s2  # else the candidate is flat over the buckets: it fits nothing new
+        rate0 = np.divide(s0 * s1y - s1 * sy, det, out=np.zeros_like(det), where=fits)
         level0 = (sy - rate0 * s1) / s0
         residuals = levels[None, :] - level0[:, None] - rate0[:, None] * phi
-        sse = (residuals * residuals) @ weights
-        sse[~(det > 1e-9 * s0 * s2)] = np.inf
+        sse = np.where(fits, (residuals * residuals) @ weights, np.inf)
         return _Fits(level0, rate0, sse)
 
     def sse(self, onsets: Floats, taus: Floats) -> Floats:
@@ -452,7 +458,7 @@ def _inliers(levels: Floats) -> Floats | None:
     A running median leaves any monotone run as it is, so a rise, however sudden, is never dropped.
     """
     deviation = np.abs(levels - _tukey_smooth(levels))
-    scale = max(1.4826 * float(np.median(deviation)), NOISE_FLOOR)
+    scale = max(1.4826 * _median(deviation), NOISE_FLOOR)
     weights = (deviation <= OUTLIER_CUTOFF * scale).astype(np.float64)
     if len(levels) - weights.sum() > MAX_OUTLIERS or weights.sum() < MIN_POINTS:
         return None
@@ -470,7 +476,7 @@ def _decide(times: Floats, levels: Floats, threshold: float, end: float, settle_
     steps = np.diff(dt)
     onset_grid = (dt[:-1, None] + steps[:, None] * np.arange(ONSET_STEPS)[None, :] / ONSET_STEPS).ravel()
     onsets, taus = np.repeat(onset_grid, len(grid)), np.tile(np.array(grid), len(onset_grid))
-    onset_step = float(np.median(steps)) / ONSET_STEPS
+    onset_step = _median(steps) / ONSET_STEPS
     last_onset = float(dt[-RISE_POINTS])
 
     def rising(onsets: Floats, taus: Floats) -> Bools:

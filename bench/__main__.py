@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 
-PARTS = ("bench.publisher", "bench.alerter")
+PARTS = ("bench.publisher", "bench.alerter", "bench.forecast")
 
 
 def main() -> int:
