@@ -1,63 +1,71 @@
 """Temperature forecasts: will a device reach its threshold within the horizon? Pure code, on event time.
 
-Time base: every time is an event time in epoch seconds (float), the readings'
-own timestamps; nothing here reads a clock. Readings may come in bursts and at
-irregular intervals: only their timestamps matter.
+API: `TrendModel(window)` holds the settings shared by all devices;
+`state = model.new_state()` is one device's trend, owned by one caller;
+`state.add(at, temperature)` takes a reading; `state.forecast(threshold,
+horizon, at)` answers with a `Forecast` (time to go, rate, threshold) or None.
+Every time is an event time in epoch seconds (float), the readings' own
+timestamps; nothing here reads a clock, so bursts after a backlog and
+irregular intervals change nothing but the timestamps.
 
 **Model.** A GPU under a constant load heats toward a steady state with one
-thermal time constant: dT/dt = (T_inf - T) / tau. From an onset t0 (a load
-change, a fan failing) that is T(t) = L0 + r0 * tau * (1 - exp(-(t - t0)/tau)),
-constant before t0, with asymptote T_inf = L0 + r0 * tau; tau -> infinity is a
-straight line of slope r0. A load change is such a curve with a tau of tens of
-seconds (at most `settle_time`, 2 min by default); a failing fan or a steady
-ramp is one with a far higher asymptote and a long tau. Fitting tau and the
-onset is what tells a load step's steep first seconds, which a straight line
-(Prometheus's `predict_linear`) extrapolates past the threshold, from a trend.
+thermal time constant, dT/dt = (T_inf - T) / tau. From an onset t0 (a load
+change, a fan failing) that is T(t) = L0 + r0 * tau * (1 - exp(-(t - t0) / tau)),
+L0 before t0, settling at T_inf = L0 + r0 * tau; tau -> inf is a straight line.
+A load change settles within minutes (tau <= `settle_time`, 2 min by default);
+a failing fan or a steady ramp heads far higher with a long tau. A straight
+line through a load step's first seconds overshoots its asymptote (the
+weakness of Prometheus's `predict_linear`); fitting the onset and tau does not.
 
-**Fit.** Separable least squares on the bucket levels (below): for every
-candidate (onset, tau), with onsets at quarter steps between buckets and taus
-on a geometric grid from span/22 to 16*span plus `settle_time` and the
-straight line, the curve is linear in (L0, r0), so all candidates are fitted
-at once with closed-form 2x2 normal equations. Levels are fitted, not
-differenced: differences of noisy levels telescope to the window's ends (with
-+-1 degC noise, regressing dT/dt on T loses about ten times the precision).
+**Fit.** Levels, not differences, are fitted: regressing a smoothed dT/dt on
+T differences noisy levels, which telescope to the window's two ends (with
+±1 °C noise a 2-minute window's slope is about ten times less precise). For
+every candidate (onset, tau) on a grid (onsets every quarter bucket, taus
+span * 2**(k/2) for k in -9..8, `settle_time`, a straight line) the curve is
+linear in (L0, r0), so all are fitted at once by closed-form 2x2 least
+squares (separable least squares), then the best is refined by two rounds of
+a 5 x 5 local search at half the step.
 
 **Decision: forecast only what the window proves.** A forecast is raised when
-(1) the best curve with at least RISE_POINTS buckets after its onset reaches
-the threshold within the horizon while its latest level is below it, and
-(2) a likelihood-ratio (F) test at 0.1 % rejects the null hypothesis that the
-device is settling, after a load change, at or below the threshold: the best
-fit among curves with tau <= settle_time (any onset), each constrained to an
-asymptote at or below the threshold. A settling curve is in the null, so it
-cannot pass; a steady ramp passes once the window shows it too straight for
-any load change that settles below the threshold. The cost is identifiability:
-the window must be long enough to see that straightness, so slow ramps are
-forecast late with a window close to `settle_time` (measured in
-`bench/forecast.py`: use FORECAST_WINDOW of 2.5 x settle_time or more to
-forecast 2 degC/min ramps a whole horizon ahead). The residual standard
-deviation used by the test is at least NOISE_FLOOR and MODEL_ERROR of the
-window's range, since bucket medians, grids and integer sensor readings limit
-how exactly any curve fits.
+(1) the best curve with RISE_POINTS buckets after its onset reaches the
+threshold by the horizon's end while its latest level is below it, and (2) a
+likelihood-ratio test (F, 0.1 %) rejects the null hypothesis "a load change
+settling at or below the threshold": the best fit among curves with
+tau <= settle_time, any onset, constrained to an asymptote <= threshold. Any
+load change that settles below the threshold is in the null, so it never
+passes, however steep its start; a ramp passes once the window shows it too
+straight, or too close to the threshold, for any such load change. That is
+also the price: the window must be long enough to see it. Measured
+(bench/forecast.py): with the default 2-minute window, ramps of 12 °C/min and
+more are forecast most of a horizon ahead, 5 °C/min ones not at all; a
+5-minute window forecasts 3 °C/min ramps most of a horizon ahead. The test's
+residual standard deviation is at least NOISE_FLOOR (integer sensor readings,
+bucket medians), so noise-free data claims no certainty it does not have.
 
-**Spikes.** Readings pass a running median of three first: a single abnormal
-reading, of any size, anywhere, is removed exactly. Runs of two or three
-(0.25 % and 0.01 % of readings at the simulator's 5 %) are absorbed by the
-bucket medians; where a bucket has too few readings for that, a bucket that
-a running median of the bucket levels moves by more than OUTLIER_CUTOFF
-robust deviations is left out (more than MAX_OUTLIERS: no forecast). A
-monotone run is never moved by a running median, so a real rise is never
-dropped.
+**Spikes.** A reading sticking out beyond both its neighbours by more than
+they differ (and more than SPIKE_MIN) is dropped: what remains is the
+spike-free series with a reading missing, like any irregular sampling, and a
+spike too small to be dropped is no bigger than the rise between its
+neighbours. (A median of three, by contrast, shifts a steep rise on both sides
+of a spike, and an interpolation invents a ramp at a step's knee: both made
+settling load steps look like trends.) Two or three spikes in a row
+(0.25 % and 0.01 % of readings at the simulator's 5 %) pass, but a bucket is a
+median of its readings, and a bucket that a running median of the bucket
+levels moves by more than OUTLIER_CUTOFF robust deviations is left out (more
+than MAX_OUTLIERS of them: no forecast). A running median never moves a
+monotone run, so a real rise is never left out.
 
 **Bounded memory, O(1) updates.** The window is BUCKETS buckets of
-window/BUCKETS seconds; each bucket keeps the first filtered reading of each of
-its SAMPLES equal slots and becomes their median (at the median of their
-times) when it closes. A device holds the open bucket's samples and a ring of
-the last BUCKETS bucket points, whatever its reading rate: about 1.1 KB
-(`sys.getsizeof(state)`). `add` is a few comparisons; the fit (a few hundred
-microseconds of numpy) runs at most once per closed bucket, only when a
-forecast is asked for, and not when the window's levels cannot reach the
-threshold within the horizon; its answer is cached until the next bucket
-closes.
+window/BUCKETS seconds. A bucket keeps the first reading of each of its
+SAMPLES slots and becomes their median, at the median of their times, when
+it closes. A device holds the open bucket's samples and a ring of the last
+BUCKETS points: about 1.1 KB whatever its reading rate (`sys.getsizeof`). An
+update is a few comparisons (0.6 µs); a fit and test (about 0.4 ms) runs at
+most once per bucket and only when a forecast is asked for, not when the
+window is too flat for the test or too far below the threshold to reach it,
+and its answer is cached until the next bucket closes. A gap longer than the
+window, or a clock set back by more, starts the trend over; a reading at or
+before the latest one is dropped (a duplicate, a replay, out of order).
 """
 
 from __future__ import annotations

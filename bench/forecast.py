@@ -10,15 +10,17 @@ as the alerter would, asking for a forecast after every reading.
    only spikes cross it and no device really heads there: every forecast
    raised is a false one. A forecast is raised when a device's forecast appears
    (consecutive readings with one count once).
-2. Lead time on a failing fan: a device at a steady load THRESHOLD_GAP below
-   the threshold, with the simulator's spikes and either the simulator's noise
-   (its bounded random-walk trend, which drifts about 2 °C a minute) or a
-   sensor's ±1 °C, whose fan fails after 10 minutes: it then heats toward a
-   steady state FAN_RISE above where it was (far above the threshold) with the
-   time constant that gives the initial rate listed. The crossing is the first
-   normal reading above the threshold; the lead is how long before it the
-   forecast first fired, and the estimate error compares the forecast's own
-   time to go with the truth. A forecast before the fan fails counts as false.
+2. Lead time. A failing fan: a device at a steady load THRESHOLD_GAP below the
+   threshold whose fan fails after 10 minutes; it then heats toward a steady
+   state FAN_RISE above where it was (far above the threshold), with the time
+   constant that gives the initial rate listed. A steady ramp: a device that
+   has been heating at the rate listed since before its first reading. Both
+   with the simulator's spikes and either the simulator's noise (its bounded
+   random-walk trend, which drifts about 2 °C a minute) or a sensor's ±1 °C.
+   The crossing is the first normal reading above the threshold; the lead is
+   how long before it the forecast first fired, and the estimate error
+   compares the forecast's own time to go with the truth. A forecast before
+   the fan fails counts as false.
 3. Cost, in CPU time of this process (a shared machine's wall clock would
    measure its neighbours): an update, an update and a cached answer, a
    device steady just below the threshold, and a device heating toward it,
@@ -56,15 +58,17 @@ THRESHOLD_GAP = 30.0  # °C below the threshold the device runs before its fan f
 FAN_RISE = 100.0  # °C the failed fan would heat it by, in the end: far above the threshold
 WALK, SENSOR = "simulator walk", "±1 °C sensor"
 FAN_FAILS = 600.0  # seconds into the run
-FAN_RATES = (2.0, 5.0, 10.0, 20.0)  # °C/min just after the failure
-FAN_HORIZON = 600.0
+RATES = (2.0, 5.0, 10.0, 20.0)  # °C/min: the fan's just after it fails, or the steady ramp's
+HORIZON = 600.0
+RAMP_CROSSES = HORIZON + 600.0  # seconds after its first reading that a steady ramp crosses the threshold
+FAN, RAMP = "failing fan", "steady ramp"
 
 
 def main(bootstrap: str | None = None) -> None:
     """The three tables; `bootstrap` is ignored (`make bench` passes every part its cluster)."""
     args = _parse(sys.argv[1:] if __name__ == "__main__" else [])
     fleet_false_forecasts(args.devices, args.minutes)
-    failing_fan(args.seeds)
+    lead_time(args.seeds)
     cost()
 
 
@@ -171,63 +175,76 @@ def fleet_false_forecasts(devices: int, minutes: int) -> None:
 # -- 2. lead time on a failing fan -------------------------------------------------------------------------------
 
 
-def _fan_run(rate: float, window: float, noise: str, seed: int) -> tuple[float | None, float | None, float, bool]:
-    """(lead s, estimate error s, crossing s after the failure, forecast before the failure) of one run."""
+def _run(
+    profile: str, rate: float, window: float, noise: str, seed: int
+) -> tuple[float | None, float | None, float, bool]:
+    """(lead s, estimate error s, crossing s after the failure or first reading, forecast before the failure)."""
     rng = np.random.default_rng(seed)
-    tau = FAN_RISE / (rate / 60.0)
-    seconds = int(FAN_FAILS + tau * np.log(FAN_RISE / (FAN_RISE - THRESHOLD_GAP)) + 3 * 60)
+    if profile == FAN:
+        tau = FAN_RISE / (rate / 60.0)
+        changes = FAN_FAILS
+        seconds = int(changes + tau * np.log(FAN_RISE / (FAN_RISE - THRESHOLD_GAP)) + 3 * 60)
+    else:  # heating at `rate` since before the first reading, crossing RAMP_CROSSES after it
+        changes = 0.0
+        seconds = int(RAMP_CROSSES + 3 * 60)
     times = np.arange(seconds, dtype=np.float64)
+    if profile == FAN:
+        heat = THRESHOLD - THRESHOLD_GAP + FAN_RISE * (1.0 - np.exp(-np.maximum(times - changes, 0.0) / tau))
+    else:
+        heat = THRESHOLD - rate / 60.0 * (RAMP_CROSSES - times)
     if noise == WALK:  # the simulator's bounded random-walk trend
         wander = np.clip(np.cumsum(rng.uniform(-TREND_STEP, TREND_STEP, seconds)), -TREND_BOUND, TREND_BOUND)
     else:
         wander = rng.uniform(-1.0, 1.0, seconds)
-    since = np.maximum(times - FAN_FAILS, 0.0)
-    normal = THRESHOLD - THRESHOLD_GAP + wander + FAN_RISE * (1.0 - np.exp(-since / tau))
+    normal = heat + wander
     abnormal = rng.random(seconds) < ABNORMAL_PROBABILITY
     readings = normal + np.where(abnormal, rng.uniform(0.0, SPIKE_MAX, seconds), 0.0)
     crossing = float(times[np.argmax((normal > THRESHOLD) & ~abnormal)])
     state = TrendModel(window).new_state()
     for at, temperature in zip(times.tolist(), readings.tolist(), strict=True):
         state.add(START + at, temperature)
-        forecast = state.forecast(THRESHOLD, FAN_HORIZON, START + at)
+        forecast = state.forecast(THRESHOLD, HORIZON, START + at)
         if forecast is not None:
-            if at < FAN_FAILS:
-                return None, None, crossing - FAN_FAILS, True
+            if at < changes:
+                return None, None, crossing - changes, True
             if at >= crossing:
                 break
-            return crossing - at, forecast.eta - (crossing - at), crossing - FAN_FAILS, False
-    return None, None, crossing - FAN_FAILS, False
+            return crossing - at, forecast.eta - (crossing - at), crossing - changes, False
+    return None, None, crossing - changes, False
 
 
-def failing_fan(seeds: int) -> None:
+def lead_time(seeds: int) -> None:
     rows = []
-    for noise in (WALK, SENSOR):
-        for window, _ in CONFIGS:
-            for rate in FAN_RATES:
-                runs = [_fan_run(rate, window, noise, seed) for seed in range(seeds)]
-                leads = [lead for lead, _, _, _ in runs if lead is not None]
-                errors = [abs(error) for _, error, _, _ in runs if error is not None]
-                rows.append(
-                    [
-                        noise,
-                        f"{window / 60:g} m",
-                        f"{rate:g}",
-                        f"{statistics.median(c for _, _, c, _ in runs):.0f}",
-                        f"{len(leads)}/{seeds}",
-                        f"{statistics.median(leads):.0f}" if leads else "-",
-                        f"{min(leads):.0f}" if leads else "-",
-                        f"{statistics.median(errors):.0f}" if errors else "-",
-                        sum(early for _, _, _, early in runs),
-                    ]
-                )
+    for profile in (FAN, RAMP):
+        for noise in (WALK, SENSOR):
+            for window, _ in CONFIGS:
+                for rate in RATES:
+                    runs = [_run(profile, rate, window, noise, seed) for seed in range(seeds)]
+                    leads = [lead for lead, _, _, _ in runs if lead is not None]
+                    errors = [abs(error) for _, error, _, _ in runs if error is not None]
+                    rows.append(
+                        [
+                            profile,
+                            noise,
+                            f"{window / 60:g} m",
+                            f"{rate:g}",
+                            f"{statistics.median(c for _, _, c, _ in runs):.0f}",
+                            f"{len(leads)}/{seeds}",
+                            f"{statistics.median(leads):.0f}" if leads else "-",
+                            f"{min(leads):.0f}" if leads else "-",
+                            f"{statistics.median(errors):.0f}" if errors else "-",
+                            sum(early for _, _, _, early in runs) if profile == FAN else "-",
+                        ]
+                    )
     print_table(
-        f"forecast: lead time on a failing fan (heading {FAN_RISE:g} °C up, threshold {THRESHOLD_GAP:g} °C up;"
-        f" horizon {FAN_HORIZON / 60:g} m; 5 % spikes; {seeds} runs each)",
+        f"forecast: lead time (threshold {THRESHOLD_GAP:g} °C above the fan's steady level; horizon {HORIZON / 60:g} m;"
+        f" 5 % spikes; {seeds} runs each)",
         [
+            "profile",
             "noise",
             "window",
-            "°C/min at failure",
-            "crossing after failure s",
+            "°C/min",
+            "crossing s (after failure / first reading)",
             "forecast",
             "lead s (median)",
             "lead s (min)",
