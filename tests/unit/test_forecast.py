@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerter.forecast import BUCKETS, Forecast, TrendModel, TrendState, Update
+from publisher.simulator import advance, build_fleet, initial_state
 
 THRESHOLD = 87.0
 WINDOW = 120.0  # FORECAST_WINDOW's default
@@ -73,6 +74,7 @@ seeds = st.integers(0, 2**32 - 1)
 intervals = st.floats(0.1, 10.0)  # seconds between readings
 noises = st.floats(0.0, 1.0)  # ± °C
 horizons = st.floats(60.0, 900.0)
+jitters = st.floats(0.0, 0.95)  # each reading late by up to this share of an interval: irregular sampling
 
 
 # -- never: spikes and load changes that settle below the threshold --------------------------------------------
@@ -106,21 +108,31 @@ def test_one_spike_of_any_size_anywhere_never_forecasts(
     below=st.floats(0.05, 30.0),
     noise=noises,
     interval=intervals,
+    jitter=jitters,
     spikes=st.sampled_from([0.0, SPIKE_PROBABILITY]),
     horizon=horizons,
     seed=seeds,
 )
 def test_load_change_settling_below_the_threshold_never_forecasts(
-    *, tau: float, before: float, below: float, noise: float, interval: float, spikes: float, horizon: float, seed: int
+    *,
+    tau: float,
+    before: float,
+    below: float,
+    noise: float,
+    interval: float,
+    jitter: float,
+    spikes: float,
+    horizon: float,
+    seed: int,
 ) -> None:
     """A load step settling any distance below the threshold never forecasts, however steep its start.
 
-    Time constants 3 s to 2 min, noise up to ±1 °C, a reading every 0.1 to 10 s, with or without the
-    simulator's 5 % of spikes; followed until well after it settled.
+    Time constants 3 s to 2 min, noise up to ±1 °C, a reading every 0.1 to 10 s, each up to 95 % of an
+    interval late, with or without the simulator's 5 % of spikes; followed until well after it settled.
     """
     rng = np.random.default_rng(seed)
     after = THRESHOLD - below
-    times = sample_times(WINDOW + 6 * tau + 2 * WINDOW, interval, 0.3, rng)
+    times = sample_times(WINDOW + 6 * tau + 2 * WINDOW, interval, jitter, rng)
     clean = load_step(times, START + WINDOW, min(before, after), after, tau)
     assert raised(TrendModel(WINDOW).new_state(), times, noisy(clean, noise, spikes, rng), horizon) == []
 
@@ -147,6 +159,27 @@ def test_one_spike_on_a_settling_load_change_never_forecasts(
     temperatures = noisy(clean, noise, 0.0, rng)
     temperatures[int(where * (len(times) - 1))] += spike
     assert raised(TrendModel(WINDOW).new_state(), times, temperatures, horizon) == []
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=seeds, window=st.sampled_from([WINDOW, LONG_WINDOW]))
+def test_simulated_fleet_gets_no_forecast(seed: int, window: float) -> None:
+    """Twenty minutes of 40 simulated GPUs (5 % spikes), against a threshold just above their hottest normal
+    reading: no forecast at all. (bench/forecast.py runs 1,000 GPUs for an hour.)"""
+    ticks = []
+    rng = np.random.default_rng(seed)
+    fleet = build_fleet(40, rng)
+    fleet_state = initial_state(fleet, rng)
+    for _ in range(20 * 60):
+        readings, fleet_state = advance(fleet, fleet_state, SPIKE_PROBABILITY, rng)
+        ticks.append(readings)
+    threshold = max(float(r.temperature[~r.abnormal].max(initial=-np.inf)) for r in ticks) + 0.5
+    states = [TrendModel(window).new_state() for _ in range(len(fleet))]
+    for tick, readings in enumerate(ticks):
+        at = START + tick
+        for state, temperature in zip(states, readings.temperature.tolist(), strict=True):
+            state.add(at, temperature)
+            assert state.forecast(threshold, 2 * window, at) is None
 
 
 # -- always: a steady ramp toward the threshold ------------------------------------------------------------------
