@@ -60,7 +60,7 @@ def _run(settings: PublisherSettings, stop: threading.Event) -> int:
     registry = CollectorRegistry()
     metrics = PublisherMetrics(registry, fleet)
     ready = threading.Event()
-    health = _start_health_server(settings.common.metrics_port, ready, registry)
+    health = _start_health_server(settings.common.metrics_host, settings.common.metrics_port, ready, registry)
     try:
         if not _set_up_cluster(settings, stop):
             return 1
@@ -89,9 +89,11 @@ def _run(settings: PublisherSettings, stop: threading.Event) -> int:
         health.stop()
 
 
-def _start_health_server(port: int, ready: threading.Event, registry: CollectorRegistry) -> HealthServer:
+def _start_health_server(
+    host: str, port: int, ready: threading.Event, registry: CollectorRegistry
+) -> HealthServer:
     try:
-        return HealthServer(port, ready.is_set, registry).start()
+        return HealthServer(port, ready.is_set, registry, host).start()
     except OSError as error:
         raise ConfigError(f"METRICS_PORT={port}: expected a free port ({error.strerror})") from None
 
