@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alerter.forecast import BUCKETS, TrendModel, TrendState
-from alerter.policy import EMPTY, AlertPolicy
+from alerter.domain.forecast import BUCKETS, TrendModel, TrendState
+from alerter.domain.policy import EMPTY, AlertPolicy
 from bench.table import print_table
 from publisher.simulator import SPIKE_MAX, TREND_BOUND, TREND_STEP, Readings, advance, build_fleet, initial_state
 

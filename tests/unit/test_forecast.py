@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerter.forecast import BUCKETS, Forecast, TrendModel, TrendState, Update
+from alerter.domain.forecast import BUCKETS, Forecast, TrendModel, TrendState, Update
 from publisher.simulator import advance, build_fleet, initial_state
 
 THRESHOLD = 87.0
