@@ -71,7 +71,7 @@ class Assignment:
 
     def assigned(self, numbers: list[int]) -> None:
         policy = self._partitions.policy
-        since = self._clock() - policy.cooldown - 2 * policy.max_clock_skew - RESTORE_MARGIN
+        since = self._clock() - policy.reach - 2 * policy.max_clock_skew - RESTORE_MARGIN
         deadline = self._monotonic() + RESTORE_TIMEOUT
         for number in numbers:
             self.restore(self._partitions.assign(number), since, max(1.0, deadline - self._monotonic()))
@@ -145,7 +145,8 @@ class Assignment:
     # -- cooldowns -------------------------------------------------------------------------------
 
     def restore(self, partition: Partition, since: float, timeout: float) -> None:
-        """Read the partition's delivered alerts since `since` back from the alerts topic into its device states."""
+        """Read the partition's delivered notifications since `since` back from the alerts topic into its device
+        states (cooldowns by kind, open alerts, silences)."""
         try:
             found = self._alerts_log.restore(partition.number, since, timeout)
         except RestoreError as exc:
@@ -169,9 +170,9 @@ class Assignment:
             )
 
     def restore_before(self, partition: Partition, at: float) -> None:
-        """A reading at event time `at` is older than what was read back: read back what could cover it."""
+        """A reading at event time `at` is older than what was read back: read back what could still matter to it."""
         policy = self._partitions.policy
-        self.restore(partition, at - policy.cooldown - 2 * policy.max_clock_skew - RESTORE_MARGIN, RESTORE_TIMEOUT)
+        self.restore(partition, at - policy.reach - 2 * policy.max_clock_skew - RESTORE_MARGIN, RESTORE_TIMEOUT)
 
     # -- offsets ---------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from alerter.domain.notification import Result
 from alerter.metrics import AlerterMetrics
 from alerter.notifier import Notifier
 from alerter.receiver import Retry
-from alerter.service import AlerterService
+from alerter.service import AlerterService, alert_policy
 from alerter.settings import AlerterSettings
 from alerter.slack import WebhookClient
 from alerter.watch import ClusterWatch
@@ -139,7 +139,7 @@ def build(
     )
     service = AlerterService(
         settings=settings,
-        source=ReadingsSource(config, settings.source_topic, settings.threshold),
+        source=ReadingsSource(config, settings.source_topic, alert_policy(settings).watch_above),
         alerts_log=alerts_log,
         dead_letters=DeadLetters(producer, settings.dlq_topic),
         producer=producer,

@@ -1,21 +1,28 @@
-"""A batch of readings in: offsets advanced, unreadable records dead-lettered, hot readings decided and handed over.
+"""A batch of readings in: offsets advanced, unreadable records dead-lettered, readings judged and handed over.
 
-Runs on the Kafka thread, once per consume() batch. Per hot reading: its
-event time (policy.event_time), a restore of older cooldowns if the reading
-is older than what was read back, the policy's verdict, and for an alert one
-log line and a hand-over to the notifier. Everything else is per batch.
+Runs on the Kafka thread, once per consume() batch. Per reading the source
+passed on (the hot ones; every one when the policy needs them all): its
+event time (policy.event_time), a restore of older notifications if the
+reading is older than what was read back, the policy's verdict, and for each
+notification due one log line and a hand-over to the notifier. Everything
+else is per batch. `sweep`, about once a second, raises what no reading
+raises (backlog alerts, silences) and forgets what can no longer matter.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Final
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaException, Message
 
 from alerter.adapters.dead_letters import DeadLetters, why_unreadable
 from alerter.adapters.readings import Batch
-from alerter.domain.notification import Notification
+from alerter.domain.notification import Backlog, Kind, Notification, Outlook, Resolution, Silence
 from alerter.domain.partition import Partition, Partitions
 from alerter.domain.policy import Verdict, event_time
 from alerter.metrics import AlerterMetrics
@@ -26,6 +33,16 @@ from shared.logs import Throttle
 from shared.models import TemperatureReading
 
 log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL: Final = 1.0  # seconds between sweeps (backlog alerts of caught-up partitions, the replay floor)
+SCAN_MIN, SCAN_MAX = 1.0, 30.0  # seconds between looks at every device (silence, expiry), from the windows
+_SUPPRESSED: Final = {
+    Verdict.COOLDOWN: "cooldown",
+    Verdict.IN_FLIGHT: "in_flight",
+    Verdict.INHIBITED: "inhibited",
+    Verdict.FOLDED: "folded",
+    Verdict.LATE: "late",
+}
 
 
 class Intake:
@@ -39,6 +56,9 @@ class Intake:
         restore_before: Callable[[Partition, float], None],
         watch: ClusterWatch,
         metrics: AlerterMetrics,
+        end_offset: Callable[[int], int | None] = lambda _partition: None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._partitions = partitions
         self._dead_letters = dead_letters
@@ -48,6 +68,14 @@ class Intake:
         self._watch = watch
         self._metrics = metrics
         self._bad_throttle = Throttle(5.0)
+        self._limit_throttle = Throttle(60.0)
+        self._end_offset = end_offset  # a partition's high watermark as last fetched (None: not known)
+        self._clock = clock
+        self._monotonic = monotonic
+        policy = partitions.policy
+        windows = [w for w in (policy.cooldown, policy.silence_after) if w]
+        self._scan_every = min(SCAN_MAX, max(SCAN_MIN, min(windows, default=SCAN_MAX) / 10))
+        self._next_sweep = self._next_scan = -math.inf
         self.processed = 0  # records handled, good and bad (benchmarks read it)
 
     def take(self, batch: Batch) -> None:
@@ -67,38 +95,80 @@ class Intake:
         if batch.hot:
             self._decide(batch.hot)
 
-    def _decide(self, hot: list[tuple[Message, TemperatureReading]]) -> None:
+    def _decide(self, readings: list[tuple[Message, TemperatureReading]]) -> None:
         partitions = self._partitions
-        policy = partitions.policy
-        skew, cooldown = policy.max_clock_skew, policy.cooldown
-        counts = {Verdict.ALERT: 0, Verdict.COOLDOWN: 0, Verdict.IN_FLIGHT: 0, Verdict.NORMAL: 0}
-        for message, reading in hot:
-            partition = partitions.owned.get(message.partition())  # type: ignore[arg-type]
+        owned = partitions.owned
+        skew = partitions.policy.max_clock_skew
+        now = self._clock()
+        counts = dict.fromkeys(Verdict, 0)
+        raised: list[Notification] = []
+        for message, reading in readings:
+            partition = owned.get(message.partition())  # type: ignore[arg-type]
             if partition is None:
                 continue
             kind, millis = message.timestamp()
             record_time = None if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0 else millis / 1000
             at = event_time(reading.timestamp.timestamp(), record_time, skew)
-            if at - cooldown < partition.restored_since:
+            if partitions.needs_restore(partition, at):
                 self._restore_before(partition, at)
-            verdict, notification = partitions.decide(partition, reading, message.offset(), at)  # type: ignore[arg-type]
+            verdict, notifications = partitions.judge(partition, reading, message.offset(), at, now)  # type: ignore[arg-type]
             counts[verdict] += 1
-            if notification is not None:
+            if notifications:
+                raised += notifications
+        self._hand_over(raised)
+        for verdict, reason in _SUPPRESSED.items():
+            if counts[verdict]:
+                self._metrics.alerts_suppressed.labels(reason).inc(counts[verdict])
+        self._check_limit()
+
+    def sweep(self) -> None:
+        """Once a second: what the partitions' clocks make due (backlog alerts, silences), and forgetting."""
+        now = self._monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        scan = now >= self._next_scan
+        if scan:
+            self._next_scan = now + self._scan_every
+        partitions = self._partitions
+        wall = self._clock()
+        raised: list[Notification] = []
+        expired = partitions.expired
+        for partition in list(partitions.owned.values()):
+            end, position = self._end_offset(partition.number), partition.offsets.next_offset
+            caught_up = end is not None and position is not None and position >= end
+            raised += partitions.sweep(partition, wall, caught_up=caught_up, scan=scan)
+        self._hand_over(raised)
+        if partitions.expired > expired:
+            self._metrics.devices_evicted.labels("expired").inc(partitions.expired - expired)
+        self._check_limit()
+
+    def _check_limit(self) -> None:
+        partitions = self._partitions
+        evicted = partitions.over_limit()
+        if evicted:
+            self._metrics.devices_evicted.labels("limit").inc(evicted)
+            suppressed = self._limit_throttle.allow("limit")
+            if suppressed is not None:
                 log.warning(
-                    "HIGH TEMPERATURE ALERT: Device %s - %.2f°C exceeds threshold of %.2f°C",
-                    reading.device_id,
-                    reading.temperature,
-                    policy.threshold,
-                    extra={"device": reading.device_id, "partition": partition.number, "offset": notification.offset},
+                    "tracking more than MAX_TRACKED_DEVICES=%d devices: forgot the %d seen longest ago (their "
+                    "cooldowns, open alerts, trends and silence timers); each may alert again within its cooldown "
+                    "or miss a resolved or silent notice%s",
+                    partitions.max_devices,
+                    evicted,
+                    f" ({suppressed} more evictions since the last report)" if suppressed else "",
                 )
-                self._submit(notification)
-        if counts[Verdict.ALERT]:
-            self._metrics.alerts_raised.inc(counts[Verdict.ALERT])
-            self._metrics.pending_alerts.set(partitions.pending)
-        if counts[Verdict.COOLDOWN]:
-            self._metrics.alerts_suppressed.labels("cooldown").inc(counts[Verdict.COOLDOWN])
-        if counts[Verdict.IN_FLIGHT]:
-            self._metrics.alerts_suppressed.labels("in_flight").inc(counts[Verdict.IN_FLIGHT])
+        self._metrics.devices_tracked.set(partitions.tracked)
+
+    def _hand_over(self, raised: list[Notification]) -> None:
+        if not raised:
+            return
+        for notification in raised:
+            _log_raised(notification)
+            self._metrics.notifications_raised.labels(notification.kind.value).inc()
+            self._submit(notification)
+        self._metrics.alerts_raised.inc(len(raised))
+        self._metrics.pending_alerts.set(self._partitions.pending)
 
     def _dead_letter(self, messages: list[Message]) -> None:
         """Copy unreadable records to the dead-letter topic; each stays held until the copy is acknowledged."""
@@ -135,3 +205,51 @@ class Intake:
                 )
         for code, count in counts.items():
             self._metrics.dead_lettered.labels(code).inc(count)
+
+
+def _log_raised(notification: Notification) -> None:
+    """One line per notification raised; a plain critical one is the original's HIGH TEMPERATURE ALERT line."""
+    alert, detail = notification.alert, notification.detail
+    device, temperature, threshold = alert.device_id, alert.temperature, alert.temperature_threshold
+    extra = {"device": device, "partition": notification.partition, "offset": notification.offset}
+    kind = notification.kind
+    if kind is Kind.CRITICAL and isinstance(detail, Backlog):
+        log.warning(
+            "HIGH TEMPERATURE WHILE BEHIND: Device %s ran above %.2f°C from %s to %s: %d readings, peak %.2f°C",
+            device, threshold, _clock_time(detail.first), _clock_time(detail.last), detail.count, detail.peak,
+            extra=extra,
+        )
+    elif kind is Kind.CRITICAL:
+        log.warning(
+            "HIGH TEMPERATURE ALERT: Device %s - %.2f°C exceeds threshold of %.2f°C",
+            device, temperature, threshold, extra=extra,
+        )
+    elif kind is Kind.WARNING:
+        log.warning(
+            "TEMPERATURE WARNING: Device %s - %.2f°C exceeds warning threshold of %.2f°C",
+            device, temperature, threshold, extra=extra,
+        )
+    elif kind is Kind.FORECAST and isinstance(detail, Outlook):
+        log.warning(
+            "TEMPERATURE FORECAST: Device %s - %.2f°C, expected to reach %.2f°C in %.0fs (%+.1f°C/min)",
+            device, temperature, threshold, detail.eta, detail.rate, extra=extra,
+        )
+    elif kind is Kind.SILENT and isinstance(detail, Silence):
+        log.warning(
+            "SILENT: Device %s - no readings for %.0fs; last %.2f°C at %s",
+            device, detail.silent_for, temperature, _clock_time(detail.last_seen), extra=extra,
+        )
+    elif kind is Kind.RESOLVED and isinstance(detail, Resolution) and Kind.SILENT in detail.ends:
+        log.info("REPORTS AGAIN: Device %s - %.2f°C", device, temperature, extra=extra)
+    elif kind is Kind.RESOLVED and isinstance(detail, Resolution):
+        log.info(
+            "RESOLVED: Device %s - %.2f°C, below %.2f°C since %s",
+            device, temperature, detail.below, _clock_time(detail.since), extra=extra,
+        )
+    else:
+        log.warning("%s: Device %s - %.2f°C", kind.value.upper(), device, temperature, extra=extra)
+
+
+def _clock_time(epoch: float) -> str:
+    """HH:MM:SS UTC of an event time, for log lines."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S") if math.isfinite(epoch) else "?"

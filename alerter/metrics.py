@@ -22,7 +22,8 @@ class AlerterMetrics:
             "gpu_alerter_readings_consumed", "Records read from the readings topic (good and bad).", registry=r
         )
         self.alerts_raised = Counter(
-            "gpu_alerter_alerts_raised", "Readings above the threshold that made an alert due.", registry=r
+            "gpu_alerter_alerts_raised", "Notifications raised, of every kind (critical alerts only by default).",
+            registry=r,
         )
         self.alerts_sent = Counter("gpu_alerter_alerts_sent", "Alerts Slack accepted.", registry=r)
         self.alert_retries = Counter(
@@ -41,7 +42,9 @@ class AlerterMetrics:
         )
         self.alerts_suppressed = Counter(
             "gpu_alerter_alerts_suppressed",
-            "Hot readings that raised no alert, by reason (cooldown: delivered alert near; in_flight: undelivered).",
+            "Readings above a threshold that raised no alert, by reason (cooldown: a delivered alert of the kind near;"
+            " in_flight: an undelivered one; inhibited: a warning held back by a critical alert near; folded: late,"
+            " into the device's backlog alert; late: a late warning, dropped).",
             ["reason"],
             registry=r,
         )
@@ -72,11 +75,32 @@ class AlerterMetrics:
         self.cooldowns_restored = Counter(
             "gpu_alerter_cooldowns_restored", "Delivered alerts read back from the alerts topic.", registry=r
         )
+        # Early warning (issue 14) and bounded state (issue 10).
+        self.notifications_raised = Counter(
+            "gpu_alerter_notifications_raised",
+            "Notifications raised, by kind (critical, warning, forecast, resolved, silent).",
+            ["kind"],
+            registry=r,
+        )
+        self.devices_tracked = Gauge(
+            "gpu_alerter_devices_tracked", "Device states kept (bounded by MAX_TRACKED_DEVICES).", registry=r
+        )
+        self.devices_evicted = Counter(
+            "gpu_alerter_devices_evicted",
+            "Device states forgotten, by reason (expired: nothing in them could matter any more; limit: over "
+            "MAX_TRACKED_DEVICES, those seen longest ago).",
+            ["reason"],
+            registry=r,
+        )
+        for kind in ("critical", "warning", "forecast", "resolved", "silent"):
+            self.notifications_raised.labels(kind)
+        for reason in ("expired", "limit"):
+            self.devices_evicted.labels(reason)
         for reason in ("timeout", "connection", "server_error", "rate_limited", "error"):
             self.alert_retries.labels(reason)
         for reason in ("rejected", "revoked", "shutdown", "error"):
             self.alerts_failed.labels(reason)
-        for reason in ("cooldown", "in_flight"):
+        for reason in ("cooldown", "in_flight", "inhibited", "folded", "late"):
             self.alerts_suppressed.labels(reason)
         for reason in ("malformed_json", "invalid_field", "too_large", "empty"):
             self.dead_lettered.labels(reason)

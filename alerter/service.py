@@ -54,6 +54,24 @@ class Producer(Protocol):
     def flush(self, timeout: float = ...) -> int: ...
 
 
+def alert_policy(settings: AlerterSettings) -> AlertPolicy:
+    """The pure policy the settings describe."""
+    early = settings.early
+    return AlertPolicy(
+        settings.threshold,
+        settings.cooldown,
+        settings.max_clock_skew,
+        warning_threshold=early.warning_threshold,
+        gpu_thresholds=early.thresholds_from_gpu,
+        gpu_margin=early.gpu_threshold_margin,
+        forecast_horizon=early.forecast_horizon,
+        forecast_window=early.forecast_window,
+        resolve_after=early.resolve_after,
+        resolve_hysteresis=early.resolve_hysteresis,
+        silence_after=early.silence_after,
+    )
+
+
 class NotifierStopped(RuntimeError):
     """The notifier thread ended while the service was running: alerts would pile up unsent."""
 
@@ -82,7 +100,7 @@ class AlerterService:
         self.notifier = notifier
         self._watch = watch
         self._metrics = metrics
-        self._partitions = Partitions(AlertPolicy(settings.threshold, settings.cooldown, settings.max_clock_skew))
+        self._partitions = Partitions(alert_policy(settings), settings.max_tracked_devices)
         self._settlement = Settlement(
             partitions=self._partitions,
             results=results,
@@ -111,6 +129,9 @@ class AlerterService:
             restore_before=self._assignment.restore_before,
             watch=watch,
             metrics=metrics,
+            end_offset=source.end_offset,
+            clock=clock,
+            monotonic=monotonic,
         )
         self.shutdown_started: float | None = None  # monotonic() when shutdown began
         self._next_commit = self._next_lag = self._next_probe = 0.0
@@ -152,6 +173,7 @@ class AlerterService:
         batch = self._source.poll()
         if batch is not None:
             self._intake.take(batch)
+        self._intake.sweep()
         self._producer.poll(0)
         self._regulate()
         now = self._monotonic()

@@ -27,6 +27,11 @@ DEFAULT_METRICS_PORT: Final = 8702  # next to the publisher's 8701, clear of the
 # A threshold at or above the highest temperature a reading may carry (shared.models) could never alert.
 MAX_THRESHOLD: Final = float(get_args(Celsius)[1].le)
 MAX_PENDING: Final = 1_000_000
+MAX_TRACKED: Final = 100_000_000
+MAX_MARGIN: Final = 100.0  # °C
+MAX_WINDOW: Final = 24 * 3600.0  # longest forecast window, horizon, resolve hold or silence
+MIN_FORECAST_WINDOW: Final = 12.0  # one second per bucket of the trend
+MIN_EARLY_DURATION: Final = 1.0
 MAX_SECRET_FILE: Final = 64 * 1024  # bytes; a webhook URL is about 80
 MAX_URL: Final = 8 * 1024
 WEBHOOK_EXAMPLE: Final = "https://hooks.slack.com/services/..."
@@ -56,6 +61,20 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class EarlyWarning:
+    """Issue 14's settings: all off by default, which leaves the alerter as the original."""
+
+    warning_threshold: float | None = None  # °C
+    thresholds_from_gpu: bool = False
+    gpu_threshold_margin: float = 5.0  # °C below the GPU's slowdown temperature
+    forecast_horizon: float | None = None  # seconds
+    forecast_window: float = 120.0  # seconds of event time the trend is fitted over
+    resolve_after: float | None = None  # seconds
+    resolve_hysteresis: float = 5.0  # °C
+    silence_after: float | None = None  # seconds
+
+
+@dataclass(frozen=True)
 class AlerterSettings:
     common: CommonSettings
     source_topic: str
@@ -74,10 +93,12 @@ class AlerterSettings:
     max_pending_alerts: int
     commit_interval: float
     shutdown_timeout: float
+    early: EarlyWarning = field(default_factory=EarlyWarning)
+    max_tracked_devices: int = 1_000_000
 
 
 def load_settings(env: Env) -> AlerterSettings:
-    return AlerterSettings(
+    settings = AlerterSettings(
         common=load_common(env, default_metrics_port=DEFAULT_METRICS_PORT),
         source_topic=_topic(env, "SOURCE_TOPIC", "gpu-temperature"),
         consumer_group=_name(env, "CONSUMER_GROUP", "gpu-temp-alert-group"),
@@ -102,7 +123,79 @@ def load_settings(env: Env) -> AlerterSettings:
         max_pending_alerts=env.integer("MAX_PENDING_ALERTS", 1000, minimum=1, maximum=MAX_PENDING),
         commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=3600.0),
         shutdown_timeout=env.duration("SHUTDOWN_TIMEOUT", 10.0, maximum=600.0),
+        early=_early_warning(env),
+        max_tracked_devices=env.integer(
+            "MAX_TRACKED_DEVICES",
+            1_000_000,
+            minimum=1000,
+            maximum=MAX_TRACKED,
+            help="device states kept per instance; beyond it those seen longest ago are forgotten (counted, logged)",
+        ),
     )
+    warning = settings.early.warning_threshold
+    if warning is not None and warning >= settings.threshold:
+        raise ConfigError(
+            f"WARNING_THRESHOLD={env.raw('WARNING_THRESHOLD')!r}: expected a number below TEMPERATURE_THRESHOLD"
+            f" ({settings.threshold:g})"
+        )
+    return settings
+
+
+def _early_warning(env: Env) -> EarlyWarning:
+    """Warnings, per-GPU thresholds, forecasts, resolved and silent notices (each off unless set)."""
+    warning = _optional_number(
+        env, "WARNING_THRESHOLD", "°C", "warn above this, at or below TEMPERATURE_THRESHOLD (unset: no warnings)"
+    )
+    from_gpu = env.boolean(
+        "THRESHOLDS_FROM_GPU",
+        False,
+        help="a reading that carries its GPU's slowdown_temperature is critical above it less GPU_THRESHOLD_MARGIN",
+    )
+    margin = env.number(
+        "GPU_THRESHOLD_MARGIN",
+        5.0,
+        minimum=0.0,
+        maximum=MAX_MARGIN,
+        unit="°C",
+        help="with THRESHOLDS_FROM_GPU: the critical threshold's distance below the GPU's slowdown temperature",
+    )
+    horizon = _optional_duration(
+        env, "FORECAST_HORIZON", "forecast alerts for devices expected to cross the critical threshold this soon"
+    )
+    window = env.duration(
+        "FORECAST_WINDOW",
+        120.0,
+        minimum=MIN_FORECAST_WINDOW,
+        maximum=MAX_WINDOW,
+        help="event time each device's temperature trend is fitted over",
+    )
+    resolve = _optional_duration(
+        env, "RESOLVE_AFTER", "a device that alerted and stays below its threshold less the hysteresis this long"
+    )
+    hysteresis = env.number(
+        "RESOLVE_HYSTERESIS",
+        5.0,
+        minimum=0.0,
+        maximum=MAX_MARGIN,
+        unit="°C",
+        help="how far below its lowest threshold a device must stay for RESOLVE_AFTER to count as resolved",
+    )
+    silence = _optional_duration(env, "SILENCE_AFTER", "a device that reported and then sends nothing this long")
+    return EarlyWarning(warning, from_gpu, margin, horizon, window, resolve, hysteresis, silence)
+
+
+def _optional_number(env: Env, name: str, unit: str, help: str) -> float | None:
+    env.document(name, "", help, unit)
+    if env.raw(name) is None:
+        return None
+    return env.number(name, 0.0, minimum=0.0, maximum=MAX_THRESHOLD, exclusive_minimum=True, exclusive_maximum=True)
+
+
+def _optional_duration(env: Env, name: str, help: str) -> float | None:
+    env.document(name, "", f"{help} (unset: off)", "duration")
+    if env.raw(name) is None:
+        return None
+    return env.duration(name, 0.0, minimum=MIN_EARLY_DURATION, maximum=MAX_WINDOW)
 
 
 def _session_timeout(env: Env) -> float:

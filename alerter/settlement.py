@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
-from alerter.domain.notification import Notification, Result, Status
+from alerter.domain.notification import Notification, Resolution, Result, Status
 from alerter.domain.partition import Partition, Partitions
 from alerter.metrics import AlerterMetrics
 from shared.codec import encode
@@ -91,7 +91,14 @@ class Settlement:
                 self._acks.append((partition, notification.offset, True))  # delivered: never to be sent again
 
         try:
-            self._alerts_log.record(notification.alert, notification.at, notification.partition, recorded)
+            self._alerts_log.record(
+                notification.alert,
+                notification.at,
+                notification.partition,
+                recorded,
+                kind=notification.kind,
+                ends=notification.detail.ends if isinstance(notification.detail, Resolution) else (),
+            )
         except KafkaException as exc:
             self._record_lost(notification, error_text(exc))
             if partition is not None:

@@ -40,13 +40,15 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
 from alerter.domain.forecast import BUCKETS, TrendModel, TrendState
-from alerter.domain.policy import EMPTY, AlertPolicy
+from alerter.domain.policy import AlertPolicy, DeviceState
 from bench.table import print_table
 from publisher.simulator import SPIKE_MAX, TREND_BOUND, TREND_STEP, Readings, advance, build_fleet, initial_state
+from shared.models import TemperatureReading
 
 ABNORMAL_PROBABILITY = 0.05
 START = 1.7e9  # epoch seconds of the first tick
@@ -284,10 +286,12 @@ def cost() -> None:
 
         return run
 
+    readings = [_reading(temperature, at) for at, temperature in zip(times, quiet, strict=True)]
+
     def policy() -> None:
-        decide = AlertPolicy(THRESHOLD, 300.0, 60.0).decide
-        for at, temperature in zip(times, quiet, strict=True):
-            decide(temperature, at, EMPTY)
+        judge, state = AlertPolicy(THRESHOLD, 300.0, 60.0).judge, DeviceState()
+        for at, reading in zip(times, readings, strict=True):
+            judge(state, reading, 0, at, at)
 
     baseline = _cpu_per_call(count, policy)
     update = _cpu_per_call(count, feed(quiet, ask=False))
@@ -330,3 +334,7 @@ def _hour_old_state(temperatures: list[float]) -> TrendState:
 
 if __name__ == "__main__":
     main()
+
+
+def _reading(temperature: float, at: float) -> TemperatureReading:
+    return TemperatureReading("gpu-0", temperature, datetime.fromtimestamp(at, UTC))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from alerter.domain.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
+from alerter.domain.policy import AlertPolicy, DeviceState, event_time
 from bench.table import print_table
 from shared.codec import DecodeError, decode_reading
 from shared.kafka import consumer_config
@@ -125,11 +125,11 @@ def replay(bootstrap: str, topic: str) -> tuple[int, int, int]:
         hot += 1
         record_ms = message.timestamp()[1]
         at = event_time(reading.timestamp.timestamp(), record_ms / 1000 if record_ms > 0 else None, MAX_CLOCK_SKEW)
-        verdict, state = policy.decide(reading.temperature, at, states.get(reading.device_id, EMPTY))
-        if verdict is Verdict.ALERT:
+        state = states.setdefault(reading.device_id, DeviceState())
+        _verdict, dues = policy.judge(state, reading, 0, at, at)  # judged as it happened: live, never late
+        for alert in dues:
             due += 1
-            state = policy.delivered(state, at)
-        states[reading.device_id] = state
+            policy.delivered(state, alert.kind, alert.at)
     return readings, hot, due
 
 

@@ -32,6 +32,8 @@ class TemperatureReading(msgspec.Struct, frozen=True, forbid_unknown_fields=Fals
     host_name: OptionalText = ""
     power_consume: Watts = 0.0
     gpu_util: Percent = 0.0
+    # The GPU's own slowdown limit (the NVML source adds it); unset when the source does not know it (nor written).
+    slowdown_temperature: Celsius | msgspec.UnsetType = msgspec.UNSET
 
 
 class AlertEvent(msgspec.Struct, frozen=True):

@@ -23,7 +23,7 @@ from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import BATCH, Batch, SourceListener, scan
 from alerter.domain.notification import Notification, Result, Status
 from alerter.metrics import AlerterMetrics
-from alerter.service import AlerterService
+from alerter.service import AlerterService, alert_policy
 from alerter.settings import load_settings
 from alerter.watch import ClusterWatch
 from shared.codec import encode
@@ -320,7 +320,7 @@ def rig(**env: str) -> Rig:
     producer = FakeProducer(clock)
     results: queue.SimpleQueue[Result] = queue.SimpleQueue()
     notifier = FakeNotifier(results)
-    source = FakeSource(settings.threshold)
+    source = FakeSource(alert_policy(settings).watch_above)
     metrics = AlerterMetrics()
     watch = ClusterWatch(READINGS, monotonic=clock)
     kafka_producer = cast(Producer, producer)

@@ -1,8 +1,12 @@
 """The alerts topic: delivered alerts are recorded there and read back, so cooldowns survive restarts and rebalances.
 
-Every delivered alert is produced as an AlertEvent, keyed by device, with the
-alert's event time as its Kafka timestamp and headers naming the readings
-partition it came from. It goes to alerts partition `p % N` (readings
+Every delivered notification is produced as an AlertEvent with one more
+field, `kind` (critical, warning, forecast, resolved, silent), keyed by
+device, with its event time as its Kafka timestamp and headers naming the
+readings partition it came from; a resolved one also says what it ended in a
+`resolves` header (`critical,warning,forecast`, or `silent` for a device that
+reports again). Records without `kind` (older alerters) read back as critical.
+It goes to alerts partition `p % N` (readings
 partition p, N alerts partitions): with the same partition count on both
 topics (what the alerter creates) that is partition p itself, so the
 instance that takes over readings partition p reads exactly one alerts
@@ -25,8 +29,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Final
 
+import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from alerter.domain.notification import Kind, Recorded
 from shared.backoff import backoff
 from shared.codec import CONTENT_TYPE_HEADER, DecodeError, decode_alert, encode
 from shared.kafka import Headers, error_text, produce
@@ -37,6 +43,21 @@ log = logging.getLogger(__name__)
 
 SOURCE_TOPIC_HEADER: Final = "source-topic"
 SOURCE_PARTITION_HEADER: Final = "source-partition"
+RESOLVES_HEADER: Final = "resolves"
+
+
+class RecordedAlert(AlertEvent, frozen=True):
+    """The record of a delivered notification: the AlertEvent, then its kind."""
+
+    kind: str = Kind.CRITICAL.value
+
+
+class _KindOnly(msgspec.Struct):
+    kind: str = Kind.CRITICAL.value
+
+
+_kind_decoder = msgspec.json.Decoder(_KindOnly)
+_KINDS: Final = {kind.value: kind for kind in Kind}
 
 OnDone = Callable[[KafkaError | None], None]
 
@@ -66,9 +87,18 @@ class AlertsLog:
     def alert_partition(self, source_partition: int) -> int:
         return source_partition % self.partitions
 
-    def record(self, alert: AlertEvent, at: float, source_partition: int, on_done: OnDone) -> None:
-        """Produce a delivered alert; `on_done(error)` runs once the broker answered. Raises KafkaException when
-        librdkafka refuses the record outright (too large, say)."""
+    def record(
+        self,
+        alert: AlertEvent,
+        at: float,
+        source_partition: int,
+        on_done: OnDone,
+        *,
+        kind: Kind = Kind.CRITICAL,
+        ends: tuple[Kind, ...] = (),
+    ) -> None:
+        """Produce a delivered notification; `on_done(error)` runs once the broker answered. Raises KafkaException
+        when librdkafka refuses the record outright (too large, say)."""
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
             on_done(error)
@@ -78,10 +108,12 @@ class AlertsLog:
             (SOURCE_TOPIC_HEADER, self._source_header),
             (SOURCE_PARTITION_HEADER, str(source_partition).encode()),
         ]
+        if ends:
+            headers.append((RESOLVES_HEADER, ",".join(k.value for k in ends).encode()))
         produce(
             self._producer,
             self.topic,
-            encode(alert),
+            encode_record(alert, kind),
             alert.device_id.encode(),
             partition=self.alert_partition(source_partition),
             timestamp=round(at * 1000),
@@ -89,8 +121,8 @@ class AlertsLog:
             on_delivery=delivered,
         )
 
-    def restore(self, source_partition: int, since: float, timeout: float) -> dict[str, tuple[float, ...]]:
-        """Event times of the alerts delivered since `since` for the devices of one readings partition.
+    def restore(self, source_partition: int, since: float, timeout: float) -> dict[str, tuple[Recorded, ...]]:
+        """The notifications delivered since `since` for the devices of one readings partition.
 
         Right after a broker failover the first answers can be stale (leader
         moved, epoch fenced): each failure is retried with a fresh client until
@@ -109,10 +141,10 @@ class AlertsLog:
                     raise
                 time.sleep(delay)
 
-    def _restore_once(self, source_partition: int, since: float, deadline: float) -> dict[str, tuple[float, ...]]:
+    def _restore_once(self, source_partition: int, since: float, deadline: float) -> dict[str, tuple[Recorded, ...]]:
         alert_partition = self.alert_partition(source_partition)
         wanted_partition = str(source_partition).encode()
-        times: dict[str, list[float]] = defaultdict(list)
+        times: dict[str, list[Recorded]] = defaultdict(list)
         try:
             consumer = self._consumer or self._new_consumer()  # creating it can fail too (a KafkaException)
             self._consumer = consumer
@@ -143,7 +175,7 @@ class AlertsLog:
             raise RestoreError(f"cannot read {self.topic} back: {error_text(exc)}") from exc
         return {device: tuple(ts) for device, ts in times.items()}
 
-    def _collect(self, message: Message, wanted_partition: bytes, times: dict[str, list[float]]) -> None:
+    def _collect(self, message: Message, wanted_partition: bytes, times: dict[str, list[Recorded]]) -> None:
         headers = dict(message.headers() or [])
         topic, partition = headers.get(SOURCE_TOPIC_HEADER), headers.get(SOURCE_PARTITION_HEADER)
         if (topic is not None and topic != self._source_header) or (
@@ -160,13 +192,33 @@ class AlertsLog:
                     extra={"topic": self.topic, "partition": message.partition(), "offset": message.offset()},
                 )
             return
-        kind, millis = message.timestamp()
-        times[alert.device_id].append(millis / 1000 if kind and millis >= 0 else alert.timestamp.timestamp())
+        stamp, millis = message.timestamp()
+        at = millis / 1000 if stamp and millis >= 0 else alert.timestamp.timestamp()
+        resolves = headers.get(RESOLVES_HEADER)
+        kind, ends = _kind_of(message.value(), resolves if isinstance(resolves, bytes) else None)
+        times[alert.device_id].append(Recorded(kind, at, ends))
 
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+
+
+def encode_record(alert: AlertEvent, kind: Kind) -> bytes:
+    """The alerts topic's record of a delivered notification: the AlertEvent's fields, then `kind`."""
+    return encode(RecordedAlert(**msgspec.structs.asdict(alert), kind=kind.value))
+
+
+def _kind_of(value: bytes | None, resolves: bytes | None) -> tuple[Kind, tuple[Kind, ...]]:
+    """A record's kind (critical when missing or unknown) and, for a resolved one, what it ended."""
+    try:
+        kind = _KINDS.get(_kind_decoder.decode(value or b"{}").kind, Kind.CRITICAL)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        kind = Kind.CRITICAL
+    if kind is not Kind.RESOLVED or resolves is None:
+        return kind, ()
+    ends = tuple(_KINDS[name] for name in resolves.decode("ascii", "replace").split(",") if name in _KINDS)
+    return kind, ends
 
 
 def _left(deadline: float, at_most: float) -> float:

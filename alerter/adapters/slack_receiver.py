@@ -1,10 +1,10 @@
-"""Slack as a receiver: renders a notification as the original's webhook message and posts it once per call."""
+"""Slack as a receiver: renders a notification as a webhook message (by kind) and posts it once per call."""
 
 from __future__ import annotations
 
-from alerter.domain.notification import Kind, Notification
+from alerter.domain.notification import Notification
 from alerter.receiver import Attempt
-from alerter.slack import WebhookClient, alert_message, encode_message
+from alerter.slack import WebhookClient, encode_message, message_for
 
 
 class SlackReceiver:
@@ -19,7 +19,5 @@ class SlackReceiver:
         return self._client.post(self.render(notification))
 
     def render(self, notification: Notification) -> bytes:
-        """The webhook payload of a notification, by kind."""
-        if notification.kind is Kind.ALERT:
-            return encode_message(alert_message(notification.alert, self._channel))
-        raise ValueError(f"no Slack message for notifications of kind {notification.kind.value}")
+        """The webhook payload of a notification, by kind (alerter.slack.message_for)."""
+        return encode_message(message_for(notification, self._channel))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerter.domain.notification import Kind, Notification, Result, Status
-from alerter.domain.partition import Partitions
+from alerter.domain.notification import Kind, Notification, Recorded, Result, Status
+from alerter.domain.partition import Partition, Partitions
 from alerter.domain.policy import AlertPolicy, Verdict
 from tests.alerter_support import reading
 
@@ -14,11 +14,17 @@ POLICY = AlertPolicy(threshold=150.0, cooldown=300.0, max_clock_skew=60.0)
 T0 = 1_000_000.0
 
 
+def judge(
+    partitions: Partitions, partition: Partition, device: str, temperature: float, *at_offset: float
+) -> tuple[Verdict, list[Notification]]:
+    """A live reading (judged at its own time) at (offset, event time)."""
+    offset, at = at_offset
+    return partitions.judge(partition, reading(device, temperature, at), int(offset), at, at)
+
+
 def raise_alert(partitions: Partitions, number: int, device: str, offset: int, at: float = T0) -> Notification:
-    partition = partitions.owned[number]
-    verdict, notification = partitions.decide(partition, reading(device, 200.0, at), offset, at)
+    verdict, [notification] = judge(partitions, partitions.owned[number], device, 200.0, offset, at)
     assert verdict is Verdict.ALERT
-    assert notification is not None
     return notification
 
 
@@ -28,7 +34,7 @@ def test_an_alert_holds_its_record_until_delivered_and_written() -> None:
     partition = partitions.assign(0)
     notification = raise_alert(partitions, 0, "gpu-1", 4)
     partition.offsets.advance(10)
-    assert (notification.kind, partitions.pending, partition.offsets.safe()) == (Kind.ALERT, 1, 4)
+    assert (notification.kind, partitions.pending, partition.offsets.safe()) == (Kind.CRITICAL, 1, 4)
     assert partitions.settle(Result(notification, Status.DELIVERED)) is partition
     assert (partitions.pending, partition.writes, partition.offsets.safe()) == (0, 1, 4)
     Partitions.written(partition, 4, release=True)
@@ -48,18 +54,17 @@ def test_a_stale_delivery_is_remembered_for_when_the_partition_comes_back() -> N
     assert partitions.pending == 0
     assert partitions.settle(Result(notification, Status.DELIVERED)) is None
     again = partitions.assign(0)
-    verdict, _ = partitions.decide(again, reading("gpu-1", 200.0, T0 + 10), 5, T0 + 10)
-    assert verdict is Verdict.COOLDOWN
+    assert judge(partitions, again, "gpu-1", 200.0, 5, T0 + 10) == (Verdict.COOLDOWN, [])
 
 
 def test_restored_alerts_put_devices_in_cooldown() -> None:
     """Alerts read back from the alerts topic suppress the device's hot readings within the cooldown."""
     partitions = Partitions(POLICY)
     partition = partitions.assign(2)
-    partitions.restored(partition, {"gpu-1": (T0,)}, since=T0 - 500)
+    partitions.restored(partition, {"gpu-1": (Recorded(Kind.CRITICAL, T0),)}, since=T0 - 500)
     assert partition.restored_since == T0 - 500
-    assert partitions.decide(partition, reading("gpu-1", 200.0, T0 + 60), 0, T0 + 60)[0] is Verdict.COOLDOWN
-    assert partitions.decide(partition, reading("gpu-2", 200.0, T0 + 60), 1, T0 + 60)[0] is Verdict.ALERT
+    assert judge(partitions, partition, "gpu-1", 200.0, 0, T0 + 60)[0] is Verdict.COOLDOWN
+    assert judge(partitions, partition, "gpu-2", 200.0, 1, T0 + 60)[0] is Verdict.ALERT
 
 
 @given(
@@ -102,3 +107,96 @@ def test_the_safe_offset_never_passes_an_unfinished_alert(
         assert all(safe <= offset for offset in unfinished)
     assert partitions.pending == 0
     assert partition.offsets.safe() == (min(unfinished) if unfinished else len(devices))
+
+
+# -- the sweep: backlogs, silence, forgetting, the replay floor ---------------------------------------------
+
+SILENCE = AlertPolicy(150.0, 300.0, 60.0, silence_after=120.0)
+
+
+def test_a_backlog_alert_goes_out_when_its_partition_is_caught_up_and_holds_its_first_record_till_then() -> None:
+    """Late hot readings hold the first one's offset; a sweep of the caught-up partition raises the backlog
+    alert, which keeps that hold until settled (so a crash before it is recorded folds the backlog again)."""
+    partitions = Partitions(POLICY)
+    partition = partitions.assign(0)
+    now = T0 + 7200
+    for offset in range(3):
+        at = T0 + offset * 60
+        assert partitions.judge(partition, reading("gpu-1", 180.0 + offset, at), offset, at, now)[0] is Verdict.FOLDED
+    partition.offsets.advance(3)
+    assert partition.offsets.safe() == 0
+    assert partitions.sweep(partition, now, caught_up=False, scan=False) == []
+    [notification] = partitions.sweep(partition, now, caught_up=True, scan=False)
+    assert (notification.kind, notification.offset, notification.at) == (Kind.CRITICAL, 0, T0 + 120)
+    assert notification.alert.temperature == 182.0
+    assert partitions.settle(Result(notification, Status.DELIVERED)) is partition
+    Partitions.written(partition, 0, release=True)
+    assert partition.offsets.safe() == 3
+
+
+def test_silence_is_judged_on_the_partition_s_clock_not_on_the_wall_clock() -> None:
+    """A device that stops while others go on is silent once the partition's newest event time is 2 min past
+    its last reading; a partition that is behind (a backlog) calls no one silent; once read to its end, the wall
+    clock (less the skew) moves its clock, so a publisher that stopped altogether still shows."""
+    partitions = Partitions(SILENCE)
+    partition = partitions.assign(0)
+    offset = 0
+    for t in range(0, 200, 10):
+        for device in (["gpu-1", "gpu-2"] if t < 50 else ["gpu-2"]):
+            partitions.judge(partition, reading(device, 60.0, T0 + t), offset, T0 + t, T0 + t)
+            offset += 1
+    assert partitions.sweep(partition, T0 + 4000, caught_up=False, scan=True) == [], "behind: no one is silent"
+    [silent] = partitions.sweep(partition, T0 + 190, caught_up=False, scan=True)
+    assert (silent.kind, silent.alert.device_id, silent.at) == (Kind.SILENT, "gpu-1", T0 + 190)
+    assert silent.offset == 8, "held at the device's last reading, so a crash notices it again"
+    [stopped] = partitions.sweep(partition, T0 + 190 + 60 + 120, caught_up=True, scan=True)
+    assert (stopped.kind, stopped.alert.device_id) == (Kind.SILENT, "gpu-2")
+
+
+def test_state_that_can_no_longer_matter_is_forgotten_and_read_back_when_needed() -> None:
+    """A scan drops devices whose alerts are past cooldown + 2*skew + margin and moves the restore watermark, so
+    an old reading of such a device asks for a restore instead of alerting again."""
+    partitions = Partitions(POLICY)
+    partition = partitions.assign(0)
+    partitions.restored(partition, {}, since=T0 - 1000)
+    notification = raise_alert(partitions, 0, "gpu-1", 0, T0)
+    partitions.settle(Result(notification, Status.DELIVERED))
+    judge(partitions, partition, "gpu-2", 200.0, 1, T0 + 1000)
+    partitions.sweep(partition, T0 + 1000, caught_up=False, scan=True)
+    assert "gpu-1" not in partition.devices
+    assert partitions.expired == 1
+    assert partition.restored_since == POLICY.expiry_horizon(T0 + 1000)
+    assert partitions.needs_restore(partition, T0 + 100)
+    assert not partitions.needs_restore(partition, T0 + 1000)
+
+
+def test_over_the_limit_the_devices_seen_longest_ago_are_forgotten_but_none_with_work_under_way() -> None:
+    """With MAX_TRACKED_DEVICES=10, the 11th device makes the oldest go (down to 90 %); a device whose alert is
+    in flight is kept, and the new device's alert is raised all the same."""
+    partitions = Partitions(POLICY, max_devices=10)
+    partition = partitions.assign(0)
+    in_flight = raise_alert(partitions, 0, "gpu-00", 0, T0)
+    for d in range(1, 10):
+        judge(partitions, partition, f"gpu-{d:02d}", 100.0, d, T0 + d)
+    assert partitions.over_limit() == 0
+    verdict, [newest] = judge(partitions, partition, "gpu-new", 200.0, 10, T0 + 10)
+    assert partitions.over_limit() == 2
+    assert sorted(partition.devices) == ["gpu-00", *(f"gpu-{d:02d}" for d in range(3, 10)), "gpu-new"]
+    assert (verdict, newest.alert.device_id, in_flight.alert.device_id) == (Verdict.ALERT, "gpu-new", "gpu-00")
+
+
+def test_with_windows_the_commit_stays_where_a_restart_reads_the_window_again() -> None:
+    """With SILENCE_AFTER=2m the safe offset trails the partition's clock by that much (and a margin), so a
+    restart sees every device that may still fall silent; without windows it follows the records."""
+    partitions = Partitions(SILENCE)
+    partition = partitions.assign(0)
+    for offset in range(600):
+        at = T0 + offset
+        partitions.judge(partition, reading(f"gpu-{offset % 3}", 60.0, at), offset, at, at)
+        partition.offsets.advance(offset + 1)
+        if offset % 10 == 0:
+            partitions.sweep(partition, at, caught_up=False, scan=True)
+    safe = partition.offsets.safe()
+    assert safe is not None
+    assert 600 - 130 - 20 <= safe <= 600 - 130, safe
+    assert len(partition.replay or ()) < 200
