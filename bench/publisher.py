@@ -106,7 +106,7 @@ def bare_loop() -> None:
     import numpy as np  # noqa: PLC0415 - child-only imports
     from confluent_kafka import Producer  # noqa: PLC0415
 
-    from publisher.encoding import ReadingEncoder, rfc3339  # noqa: PLC0415
+    from publisher.encoding import ReadingEncoder  # noqa: PLC0415
     from publisher.kafka_sink import kafka_config  # noqa: PLC0415
     from publisher.settings import load_settings  # noqa: PLC0415
     from publisher.simulator import advance, build_fleet, initial_state  # noqa: PLC0415
@@ -118,7 +118,7 @@ def bare_loop() -> None:
     fleet = build_fleet(DEVICES, rng)
     readings, _ = advance(fleet, initial_state(fleet, rng), settings.abnormal_probability, rng)
     encoder = ReadingEncoder(fleet)
-    records = list(zip(encoder.keys, encoder.encode(readings, rfc3339(time.time_ns() // 1000)), strict=True))
+    records = list(zip(encoder.keys, encoder.encode(readings), strict=True))
     producer = Producer(kafka_config(settings))
     produce, poll, topic = producer.produce, producer.poll, settings.topic
     headers: list[tuple[str, str | bytes | None]] = [CONTENT_TYPE_HEADER]

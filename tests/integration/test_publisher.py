@@ -373,7 +373,7 @@ def test_sink_waits_out_a_full_queue_without_dropping_or_reordering(
     settings = load_settings(
         Env({"REDPANDA_BROKERS": kafka_bootstrap, "NUM_DEVICES": "10", "MAX_BUFFERED_READINGS": "10"})
     )
-    sink = KafkaSink(kafka_config(settings), topic)
+    sink = KafkaSink(kafka_config(settings), topic, partitions=3)
     keys = [f"dev-{i % 10}".encode() for i in range(3000)]
     values = [f'{{"n":{i}}}'.encode() for i in range(3000)]
     assert sink.send(keys, values, give_up=lambda: False) == 3000

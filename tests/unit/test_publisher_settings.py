@@ -80,7 +80,7 @@ def test_ticks_option_overrides_max_ticks() -> None:
         ({"NUM_DEVICES": "100", "MAX_BUFFERED_READINGS": "99"}, [], r"MAX_BUFFERED_READINGS=99: .*NUM_DEVICES \(100\)"),
         ({"LOG_FORMAT": "xml"}, [], r"LOG_FORMAT='xml': expected one of text, json"),
         ({"METRICS_PORT": "70000"}, [], r"METRICS_PORT=70000: expected an integer from 0 to 65535"),
-        ({}, ["--bogus"], r"unrecognized arguments: --bogus \(usage: gpu-temp-publisher \[--ticks N\]\)"),
+        ({}, ["--bogus"], r"unrecognized arguments: --bogus \(usage: gpu-temp-publisher \[--ticks N\] \[--stdout\]\)"),
         ({}, ["--ticks", "0"], r"argument --ticks: expected an integer >= 1, got '0'"),
         ({}, ["--ticks"], r"argument --ticks: expected one argument"),
     ],
