@@ -62,20 +62,21 @@ def _run(settings: PublisherSettings, stop: threading.Event) -> int:
     registry = CollectorRegistry()
     metrics = PublisherMetrics(registry, settings.device_series_limit, USUAL_FAILURES)
     source, description = _build_source(settings, metrics)
+    ready = threading.Event()
     try:
-        if settings.stdout:  # a quick look at this host's GPUs: no cluster, no metrics port
-            log.info("printing %s to stdout", description, extra={"source": source.name})
-            return _serve(settings, source, StdoutSink(sys.stdout.buffer), metrics, stop)
-        ready = threading.Event()
         health = _start_health_server(settings.common.metrics_port, ready, registry)
         try:
-            partitions = _set_up_cluster(settings, stop)
-            if partitions is None:
-                return 1
-            sink = KafkaSink(kafka_config(settings), settings.topic, partitions)
+            sink: Sink
+            if settings.stdout:  # a look at this host's GPUs: no cluster
+                sink, where = StdoutSink(sys.stdout.buffer), "stdout"
+            else:
+                partitions = _set_up_cluster(settings, stop)
+                if partitions is None:
+                    return 1
+                sink, where = KafkaSink(kafka_config(settings), settings.topic, partitions), f"topic {settings.topic}"
             ready.set()
             log.info(
-                "publishing %s to topic %s", description, settings.topic,
+                "publishing %s to %s", description, where,
                 extra={"topic": settings.topic, "devices": source.devices, "source": source.name},
             )
             return _serve(settings, source, sink, metrics, stop)
