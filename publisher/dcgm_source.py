@@ -74,11 +74,13 @@ def parse_exposition(text: str, fallback_host: str, read_at: int) -> tuple[list[
     gpus: dict[str, _Gpu] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            field = _FIELDS.get(sample.name)
             uuid = sample.labels.get("UUID") or sample.labels.get("uuid")
-            if field is None or not uuid or "GPU_I_ID" in sample.labels:  # MIG instances: the GPU's own row counts
-                continue
+            if not uuid or not sample.name.startswith("DCGM_FI_") or "GPU_I_ID" in sample.labels:
+                continue  # not a GPU's field (MIG instances: the GPU's own rows count)
             gpu = gpus.setdefault(uuid, _Gpu(uuid))
+            field = _FIELDS.get(sample.name)
+            if field is None:
+                continue
             gpu.model = gpu.model or sample.labels.get("modelName", "")
             gpu.host = gpu.host or sample.labels.get("hostname") or sample.labels.get("Hostname") or ""
             index = sample.labels.get("gpu", "")
@@ -119,6 +121,8 @@ def fetch(pool: urllib3.PoolManager, url: str, timeout: float) -> str:
             body = response.read(MAX_RESPONSE_BYTES + 1)
         finally:
             response.release_conn()
+    except urllib3.exceptions.NewConnectionError:  # before TimeoutError: urllib3 derives it from a timeout
+        raise ScrapeError("unreachable", "cannot connect (connection refused or no route)") from None
     except urllib3.exceptions.TimeoutError:
         raise ScrapeError("timeout", f"no answer within {timeout:g}s") from None
     except urllib3.exceptions.HTTPError as error:

@@ -8,6 +8,7 @@ rewriting the library's state file while the publisher runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -90,7 +91,8 @@ class PublisherProcess:
         self.events: list[dict[str, Any]] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "publisher", *args],
-            env={**base, "LOG_FORMAT": "json", "METRICS_PORT": "0", **env},
+            # Port 9 refuses: a test that forgets its cluster never reaches someone else's.
+            env={**base, "LOG_FORMAT": "json", "METRICS_PORT": "0", "REDPANDA_BROKERS": "127.0.0.1:9", **env},
             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.stderr: list[bytes] = []
@@ -144,3 +146,73 @@ def eventually(timeout: float, probe: Callable[[], T | None], interval: float = 
             return result
         time.sleep(interval)
     raise AssertionError(f"nothing within {timeout}s")
+
+
+def dcgm_page(host: str | None, gpus: list[dict[str, Any]], hostname_label: str = "Hostname") -> str:
+    """A dcgm-exporter /metrics page (its default counters' layout and labels) for these GPUs.
+
+    Each GPU: index, uuid, model and optional temp, power, util, mem_temp (a value or DCGM's blank sentinel).
+    """
+    fields = (
+        ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz).", "clock"),
+        ("DCGM_FI_DEV_MEMORY_TEMP", "gauge", "Memory temperature (in C).", "mem_temp"),
+        ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", "temp"),
+        ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "power"),
+        ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", "util"),
+    )
+    lines = []
+    for name, kind, help_text, key in fields:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for gpu in gpus:
+            if key not in gpu and key != "clock":
+                continue
+            labels = (f'gpu="{gpu["index"]}",UUID="{gpu["uuid"]}",pci_bus_id="00000000:{gpu["index"]:02X}:00.0",'
+                      f'device="nvidia{gpu["index"]}",modelName="{gpu["model"]}"')
+            if host is not None:
+                labels += f',{hostname_label}="{host}"'
+            lines.append(f"{name}{{{labels}}} {gpu.get(key, 1410)}")
+    return "\n".join(lines) + "\n"
+
+
+class DcgmExporterStandIn:
+    """A real HTTP server on loopback serving dcgm-exporter pages the test can change or slow down at any time."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+        self.pages: dict[str, str] = {}
+        self.delay: dict[str, float] = {}
+        self.scrapes: dict[str, int] = {}
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path
+                stand_in.scrapes[path] = stand_in.scrapes.get(path, 0) + 1
+                time.sleep(stand_in.delay.get(path, 0.0))
+                page = stand_in.pages.get(path)
+                body = (page or "not found\n").encode()
+                self.send_response(200 if page is not None else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the tests read what they need from the server's state."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def __enter__(self) -> DcgmExporterStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
