@@ -353,3 +353,23 @@ def test_log_lines_never_say_one_plural(caplog: pytest.LogCaptureFixture) -> Non
     Harness(devices=1, max_ticks=1).run()
     summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopped after")]
     assert summary[0].startswith("stopped after 1 tick: 1 reading produced, 1 delivered")
+
+
+def test_per_device_series_stop_beyond_the_limit() -> None:
+    """gpu_temperature_celsius has one series per device up to METRICS_DEVICE_SERIES_LIMIT, none beyond; the
+    fleet gauges stay."""
+    from publisher.metrics import FleetTemperatures  # noqa: PLC0415
+
+    def series(limit: int, devices: int) -> int:
+        collector = FleetTemperatures(limit)
+        names = [f"gpu-{i}" for i in range(devices)]
+        collector.update(names, ["m"] * devices, ["h"] * devices, np.arange(devices, dtype=np.float64))
+        return sum(len(family.samples) for family in collector.collect())
+
+    assert series(limit=10, devices=10) == 10
+    assert series(limit=10, devices=11) == 0
+    assert series(limit=0, devices=1) == 0
+    harness = Harness(devices=6, max_ticks=2)
+    harness.run()
+    assert harness.metric("gpu_publisher_devices") == 6
+    assert harness.metric("gpu_publisher_max_temperature_celsius") > 0
