@@ -50,6 +50,7 @@ _JAVA_SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec")
 class Run:
     rate: float  # readings delivered per second
     peak_rss_mib: float
+    cpu_us: float  # CPU microseconds per reading, over the measured span (ProducerPerformance: its whole JVM)
 
 
 def _environment(bootstrap: str, topic: str) -> dict[str, str]:
@@ -68,8 +69,8 @@ def _environment(bootstrap: str, topic: str) -> dict[str, str]:
     }
 
 
-def _run_child(command: list[str], env: dict[str, str], timeout: float = 300) -> tuple[str, str, float]:
-    """Run to completion; stdout, stderr and the child's peak RSS in MiB (from wait4, so it is this child's)."""
+def _run_child(command: list[str], env: dict[str, str], timeout: float = 300) -> tuple[str, str, float, float]:
+    """Run to completion; stdout, stderr, the child's peak RSS in MiB and its CPU seconds (wait4: this child's)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
         deadline = time.monotonic() + timeout
@@ -88,12 +89,12 @@ def _run_child(command: list[str], env: dict[str, str], timeout: float = 300) ->
         stdout, stderr = out.read(), err.read()
     if child.returncode != 0:
         raise RuntimeError(f"{command[:3]} exited with {child.returncode}: {stderr.strip()[-2000:]}")
-    return stdout, stderr, usage.ru_maxrss / 1024
+    return stdout, stderr, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def _publisher_run(bootstrap: str, topic: str) -> Run:
     command = [sys.executable, "-m", "publisher"]
-    _, err, rss = _run_child(command, _environment(bootstrap, topic))
+    _, err, rss, _ = _run_child(command, _environment(bootstrap, topic))
     for line in err.splitlines():
         try:
             entry = json.loads(line)
@@ -102,14 +103,15 @@ def _publisher_run(bootstrap: str, topic: str) -> Run:
         if isinstance(entry, dict) and "readings_per_s" in entry:
             if entry["delivered"] != DEVICES * TICKS:
                 raise RuntimeError(f"publisher delivered {entry['delivered']} of {DEVICES * TICKS}")
-            return Run(float(entry["readings_per_s"]), rss)
+            return Run(float(entry["readings_per_s"]), rss, entry["cpu_s"] / entry["delivered"] * 1e6)
     raise RuntimeError("publisher printed no summary line")
 
 
 def _bare_run(bootstrap: str, topic: str) -> Run:
     command = [sys.executable, "-m", "bench.publisher", "bare"]
-    out, _, rss = _run_child(command, _environment(bootstrap, topic))
-    return Run(float(json.loads(out)["rate"]), rss)
+    out, _, rss, _ = _run_child(command, _environment(bootstrap, topic))
+    result = json.loads(out)
+    return Run(float(result["rate"]), rss, result["cpu_s"] / (DEVICES * TICKS) * 1e6)
 
 
 def bare_loop() -> None:
@@ -133,7 +135,7 @@ def bare_loop() -> None:
     producer = Producer(kafka_config(settings))
     produce, poll, topic = producer.produce, producer.poll, settings.topic
     headers: list[tuple[str, str | bytes | None]] = [CONTENT_TYPE_HEADER]
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     for _ in range(TICKS):
         for key, value in records:
             while True:
@@ -144,10 +146,10 @@ def bare_loop() -> None:
                     poll(0.05)
         poll(0)
     left = producer.flush(120)
-    elapsed = time.monotonic() - start
+    elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
     if left:
         raise SystemExit(f"bare loop: {left} records not delivered")
-    print(json.dumps({"rate": DEVICES * TICKS / elapsed}))
+    print(json.dumps({"rate": DEVICES * TICKS / elapsed, "cpu_s": cpu}))
 
 
 def write_payload_file(folder: Path) -> Path:
@@ -187,11 +189,11 @@ def _kafka_run(bootstrap: str, topic: str, payload: Path) -> Run:
         "--topic", topic, "--num-records", str(DEVICES * TICKS), "--throughput", "-1",
         "--payload-file", str(payload), "--producer-props", *props,
     ]
-    out, _, rss = _run_child(command, dict(os.environ))
+    out, _, rss, cpu = _run_child(command, dict(os.environ))
     summaries = _JAVA_SUMMARY.findall(out)
     if not summaries or int(summaries[-1][0]) != DEVICES * TICKS:
         raise RuntimeError(f"ProducerPerformance printed no summary for {DEVICES * TICKS} records: {out[-500:]}")
-    return Run(float(summaries[-1][1]), rss)
+    return Run(float(summaries[-1][1]), rss, cpu / (DEVICES * TICKS) * 1e6)
 
 
 def main(bootstrap: str) -> None:
@@ -224,7 +226,7 @@ def main(bootstrap: str) -> None:
     rows: list[list[object]] = []
     for index, (mine, bare, kafka) in enumerate(zip(runs["publisher"], runs["bare"], runs["kafka"], strict=True)):
         rows.append([f"round {index + 1}", mine.rate, bare.rate, kafka.rate, mine.rate / bare.rate,
-                     mine.rate / kafka.rate, mine.peak_rss_mib])
+                     mine.rate / kafka.rate, mine.cpu_us, bare.cpu_us, kafka.cpu_us, mine.peak_rss_mib])
     columns = list(zip(*[row[1:] for row in rows], strict=True))
     spread = [f"{min(c):,.2f}-{max(c):,.2f}" if max(c) < 100 else f"{min(c):,.0f}-{max(c):,.0f}" for c in columns]
     rows.append(["median", *(statistics.median(c) for c in columns)])
@@ -233,7 +235,8 @@ def main(bootstrap: str) -> None:
         f"publisher: {DEVICES:,} devices, INTERVAL_MS=0, {DEVICES * TICKS:,} readings a run, {ROUNDS} rounds"
         " (targets: >= 100,000 readings/s and >= 0.90 of the bare loop)",
         ["run", "publisher readings/s", "bare loop readings/s", "ProducerPerformance records/s",
-         "publisher / bare", "publisher / ProducerPerformance", "publisher peak RSS MiB"],
+         "publisher / bare", "publisher / ProducerPerformance", "publisher CPU µs/reading", "bare CPU µs/reading",
+         "ProducerPerformance CPU µs/record (whole JVM)", "publisher peak RSS MiB"],
         rows,
     )
 

@@ -59,6 +59,7 @@ class Summary:
     unflushed: int  # still queued when the flush timed out
     elapsed: float  # seconds from the first tick to the end of the flush
     fatal: str | None = None
+    cpu: float = 0.0  # CPU seconds of this process (all threads, librdkafka's too) over the same span
 
     @property
     def undelivered(self) -> int:
@@ -92,6 +93,7 @@ class PublisherService:
         max_buffered: int,
         monotonic: Callable[[], float] = time.monotonic,
         wait: Callable[[float], object] | None = None,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -100,6 +102,7 @@ class PublisherService:
         self._timing = timing
         self._max_buffered = max_buffered
         self._monotonic = monotonic
+        self._cpu_clock = cpu_clock
         self._wait = wait or self._serve_until_due
         self._high_temp = HighTempLog(monotonic)
         self._throttle = Throttle(10.0, monotonic)
@@ -112,6 +115,7 @@ class PublisherService:
     def run(self) -> Summary:
         """Tick until stopped, MAX_TICKS or a fatal producer error; then flush within the timeout."""
         start = self._monotonic()
+        self._cpu_start = self._cpu_clock()
         try:
             self._tick_until_stopped(start)
         finally:
@@ -244,6 +248,7 @@ class PublisherService:
             unflushed=unflushed,
             elapsed=self._monotonic() - start,
             fatal=self._sink.fatal_error(),
+            cpu=self._cpu_clock() - self._cpu_start,
         )
         log.log(
             logging.INFO if summary.ok else logging.ERROR,
@@ -260,6 +265,7 @@ class PublisherService:
                 "unflushed": summary.unflushed,
                 "elapsed_s": round(summary.elapsed, 3),
                 "readings_per_s": round(summary.rate, 1),
+                "cpu_s": round(summary.cpu, 3),
             },
         )
         return summary
