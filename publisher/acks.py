@@ -71,34 +71,67 @@ class _Layout:
     ranks: npt.NDArray[np.intp]
 
 
+@dataclass
+class _Batch(Generic[T]):
+    """The watched records of one send: where each sits, and which are settled (acknowledged or failed)."""
+
+    partitions: npt.NDArray[np.intp]
+    msgids: npt.NDArray[np.int64]
+    values: list[bytes]  # the watched records' values, to recognise a failure report
+    tokens: list[T]  # for the first len(tokens) watched records
+    settled: npt.NDArray[np.bool_]
+    lookup: dict[bytes, int] | None = None  # value -> position, built on the first failure report
+
+
 class AckTracker(Generic[T]):
-    """Watched records waiting for their partition's acknowledgement, in queue order per partition."""
+    """Watched records waiting for their partition's acknowledgement: all of them counted, a few named.
+
+    At fleet scale half the readings may be watched (above 80 °C), so the
+    bookkeeping is numpy arrays per send, not Python objects per record; only
+    the first few of each send carry a token (the HIGH TEMP lines to write).
+    """
 
     def __init__(self, partitions: int) -> None:
         self._partition_count = partitions
         self._queued = np.zeros(partitions, dtype=np.int64)  # msgid of the last record queued, per partition
-        self._waiting: list[collections.deque[tuple[int, bytes, T]]] = [collections.deque() for _ in range(partitions)]
-        self._failed: set[bytes] = set()
+        self._batches: collections.deque[_Batch[T]] = collections.deque()
+        self._acknowledged_count = 0
         self._acknowledged: list[T] = []
         self._cache: tuple[Sequence[bytes], _Layout] | None = None
         self._key_partitions: dict[bytes, int] = {}
 
     def queued(
-        self, keys: Sequence[bytes], values: Sequence[bytes], count: int, watched: Sequence[tuple[int, T]]
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        count: int,
+        watched: npt.NDArray[np.intp],
+        tokens: Sequence[T] = (),
     ) -> None:
-        """The first `count` records were queued in order; `watched` are (index, token) pairs to report on ack."""
+        """The first `count` records were queued in order; `watched` indexes those to follow, `tokens` name the
+        first len(tokens) of them."""
         layout = self._layout(keys)
-        for index, token in watched:
-            if index < count:
-                partition = int(layout.partitions[index])
-                msgid = int(self._queued[partition] + layout.ranks[index] + 1)
-                self._waiting[partition].append((msgid, values[index], token))
+        watched = watched[watched < count]
+        if len(watched):
+            partitions = layout.partitions[watched]
+            msgids = self._queued[partitions] + layout.ranks[watched] + 1
+            self._batches.append(_Batch(
+                partitions, msgids, [values[i] for i in watched.tolist()], list(tokens[: len(watched)]),
+                np.zeros(len(watched), dtype=bool),
+            ))
         self._queued += np.bincount(layout.partitions[:count], minlength=self._partition_count)
 
     def failed(self, value: bytes | None) -> None:
         """A failure report arrived for this record value; if it was watched it will never count as acknowledged."""
-        if value is not None and self.watching():
-            self._failed.add(value)
+        if value is None:
+            return
+        for batch in self._batches:
+            if batch.lookup is None:
+                batch.lookup = {v: i for i, v in enumerate(batch.values)}
+            position = batch.lookup.get(value)
+            if position is not None and not batch.settled[position]:
+                batch.settled[position] = True  # settled without being acknowledged
+                return
 
     def statistics(self, stats: Any, topic: str) -> None:
         """Release what librdkafka's statistics (decoded JSON) say was acknowledged on each partition."""
@@ -106,36 +139,39 @@ class AckTracker(Generic[T]):
             partitions = stats["topics"][topic]["partitions"]
         except (KeyError, TypeError):
             return
+        acked = np.zeros(self._partition_count, dtype=np.int64)
         for name, entry in partitions.items() if isinstance(partitions, dict) else ():
             try:
-                partition, acked = int(name), int(entry["acked_msgid"])
+                partition, value = int(name), int(entry["acked_msgid"])
             except (KeyError, TypeError, ValueError):
                 continue
             if 0 <= partition < self._partition_count:
-                self._release(partition, acked)
+                acked[partition] = value
+        self._release(acked)
 
     def drained(self) -> None:
         """The producer holds nothing any more: every watched record was acknowledged or reported failed."""
-        for partition in range(self._partition_count):
-            self._release(partition, int(self._queued[partition]))
-        self._failed.clear()
+        self._release(self._queued)
 
-    def take_acknowledged(self) -> list[T]:
-        """Tokens of the watched records acknowledged since the last call, in the order they were acknowledged."""
-        done, self._acknowledged = self._acknowledged, []
-        return done
+    def take_acknowledged(self) -> tuple[int, list[T]]:
+        """How many watched records were acknowledged since the last call, and the tokens among them."""
+        count, tokens = self._acknowledged_count, self._acknowledged
+        self._acknowledged_count, self._acknowledged = 0, []
+        return count, tokens
 
     def watching(self) -> int:
-        return sum(len(waiting) for waiting in self._waiting)
+        return sum(int(np.count_nonzero(~batch.settled)) for batch in self._batches)
 
-    def _release(self, partition: int, acked: int) -> None:
-        waiting = self._waiting[partition]
-        while waiting and waiting[0][0] <= acked:
-            _, value, token = waiting.popleft()
-            if value in self._failed:
-                self._failed.discard(value)
-            else:
-                self._acknowledged.append(token)
+    def _release(self, acked: npt.NDArray[np.int64]) -> None:
+        for batch in self._batches:
+            released = ~batch.settled & (batch.msgids <= acked[batch.partitions])
+            if released.any():
+                batch.settled |= released
+                self._acknowledged_count += int(np.count_nonzero(released))
+                named = released[: len(batch.tokens)]
+                self._acknowledged.extend(token for token, yes in zip(batch.tokens, named.tolist(), strict=True) if yes)
+        while self._batches and self._batches[0].settled.all():
+            self._batches.popleft()
 
     def _layout(self, keys: Sequence[bytes]) -> _Layout:
         """Partitions and ranks of a key list; the simulator sends the same list every tick, so it is kept."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 log = logging.getLogger("publisher.high_temp")
+LINES_PER_WINDOW = 20
 
 
 class HotReading(NamedTuple):
@@ -34,7 +35,7 @@ def plural(count: int, word: str) -> str:
 class HighTempLog:
     """Logs acknowledged hot readings, at most `limit` lines per `window` seconds plus one summary line."""
 
-    def __init__(self, clock: Callable[[], float], limit: int = 20, window: float = 1.0) -> None:
+    def __init__(self, clock: Callable[[], float], limit: int = LINES_PER_WINDOW, window: float = 1.0) -> None:
         self._clock = clock
         self._limit = limit
         self._window = window
@@ -42,9 +43,10 @@ class HighTempLog:
         self._logged = 0
         self._suppressed = 0
 
-    def record(self, readings: Sequence[HotReading]) -> None:
-        """Log these acknowledged hot readings (in the order they were acknowledged)."""
-        if not readings:
+    def record(self, readings: Sequence[HotReading], total: int | None = None) -> None:
+        """Log these acknowledged hot readings, out of `total` acknowledged (the rest were counted, not named)."""
+        total = len(readings) if total is None else total
+        if not total:
             return
         now = self._clock()
         if self._window_start is None or now - self._window_start >= self._window:
@@ -57,7 +59,7 @@ class HighTempLog:
                 extra={"device": device, "temperature": temperature},
             )
         self._logged += len(shown)
-        self._suppressed += len(readings) - len(shown)
+        self._suppressed += total - len(shown)
 
     def _close_window(self) -> None:
         if self._suppressed:

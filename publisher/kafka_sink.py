@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 from confluent_kafka import KafkaError, Message, Producer
 
 from publisher.acks import AckTracker
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 # librdkafka error names a failed delivery usually carries; their counters exist (at zero) from the start.
 USUAL_FAILURES: Final = ("_MSG_TIMED_OUT", "MSG_SIZE_TOO_LARGE", "TOPIC_AUTHORIZATION_FAILED", "_PURGE_QUEUE")
+NOTHING: Final = np.zeros(0, dtype=np.intp)
 LOG_EVERY: Final = 10.0  # seconds between log lines about the same kind of trouble
 _BUFFER_WAIT: Final = 0.05  # seconds to serve the producer before retrying a full queue
 _SHARED_QUEUE_KBYTES: Final = 512 * 1024
@@ -120,18 +123,20 @@ class KafkaSink:
         keys: Sequence[bytes],
         values: Sequence[bytes],
         give_up: Callable[[], bool],
-        watched: Sequence[tuple[int, HotReading]] = (),
+        watched: npt.NDArray[np.intp] = NOTHING,
+        named: Sequence[HotReading] = (),
     ) -> int:
         """Queue one record per key, in order; returns how many were queued (all, unless `give_up` said so).
 
         A full queue is served (poll) and the same record retried, so order
         holds and nothing is dropped; only a stop request while the queue
         stays full leaves the rest of the batch unsent (and never produced).
-        `watched` (index, reading) pairs come back from take_acknowledged()
-        once the cluster acknowledged them.
+        The records `watched` indexes are counted by take_acknowledged() once
+        the cluster acknowledged them; `named` readings (the first watched
+        ones) come back by name.
         """
         sent = self._send(keys, values, give_up)
-        self._acks.queued(keys, values, sent, watched)
+        self._acks.queued(keys, values, sent, watched, named)
         return sent
 
     def _send(self, keys: Sequence[bytes], values: Sequence[bytes], give_up: Callable[[], bool]) -> int:
@@ -185,8 +190,8 @@ class KafkaSink:
         self._producer.poll(0)
         return len(self._producer)
 
-    def take_acknowledged(self) -> list[HotReading]:
-        """Watched readings acknowledged since the last call (served by poll; all of them once the queue is empty)."""
+    def take_acknowledged(self) -> tuple[int, list[HotReading]]:
+        """Watched readings acknowledged since the last call, and those among them that were named."""
         if not len(self._producer):
             self._acks.drained()
         return self._acks.take_acknowledged()

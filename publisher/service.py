@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from publisher.high_temp import HighTempLog, HotReading, plural
+from publisher.high_temp import LINES_PER_WINDOW, HighTempLog, HotReading, plural
 from publisher.metrics import PublisherMetrics
 from publisher.settings import HIGH_TEMPERATURE
 from publisher.sources import ReadingSource
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 BACKPRESSURE_POLL = 0.1  # seconds per wait for deliveries while paused
 SERVE_SLICE = 0.05  # between ticks the producer is served in slices this long (callbacks, accurate counts)
 RESUME_FRACTION = 0.5  # a pause ends once the buffer is down to this fraction of its bound
+HOT_NAMED_PER_TICK = LINES_PER_WINDOW
 
 
 class Sink(Protocol):
@@ -40,9 +42,10 @@ class Sink(Protocol):
         keys: Sequence[bytes],
         values: Sequence[bytes],
         give_up: Callable[[], bool],
-        watched: Sequence[tuple[int, HotReading]] = (),
+        watched: npt.NDArray[np.intp] = ...,
+        named: Sequence[HotReading] = (),
     ) -> int: ...
-    def take_acknowledged(self) -> list[HotReading]: ...
+    def take_acknowledged(self) -> tuple[int, list[HotReading]]: ...
     def pending(self) -> int: ...
     def poll(self, timeout: float) -> None: ...
     def flush(self, timeout: float) -> int: ...
@@ -157,9 +160,10 @@ class PublisherService:
     def _tick(self) -> None:
         tick = self._source.read()
         temperatures, devices = tick.temperatures, tick.device_ids
-        hot = np.flatnonzero(temperatures > HIGH_TEMPERATURE).tolist()
-        watched = [(i, HotReading(devices[i], t)) for i, t in zip(hot, temperatures[hot].tolist(), strict=True)]
-        sent = self._sink.send(tick.keys, tick.values, self._stopping, watched)
+        hot = np.flatnonzero(temperatures > HIGH_TEMPERATURE)
+        first = hot[:HOT_NAMED_PER_TICK]  # more than the log can show per second: the rest are counted, not named
+        named = [HotReading(devices[i], t) for i, t in zip(first.tolist(), temperatures[first].tolist(), strict=True)]
+        sent = self._sink.send(tick.keys, tick.values, self._stopping, hot, named)
         self._produced += sent
         self._metrics.produced.inc(sent)
         if sent == len(tick):
@@ -214,10 +218,10 @@ class PublisherService:
 
     def _account(self) -> None:
         """Fold failure reports, acknowledged hot readings and the queue depth into the counts, metrics and log."""
-        acknowledged = self._sink.take_acknowledged()
-        if acknowledged:
-            self._metrics.high_temperature.inc(len(acknowledged))
-            self._high_temp.record(acknowledged)
+        count, named = self._sink.take_acknowledged()
+        if count:
+            self._metrics.high_temperature.inc(count)
+            self._high_temp.record(named, count)
         for reason, count in self._sink.take_failures().items():
             self._failed += count
             self._metrics.delivery_errors.labels(reason).inc(count)

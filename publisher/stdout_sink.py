@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
+import numpy as np
+import numpy.typing as npt
+
 from publisher.high_temp import HotReading
 
 
@@ -14,6 +17,7 @@ class StdoutSink:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._printed: list[HotReading] = []
+        self._printed_count = 0
         self._broken: str | None = None
 
     def send(
@@ -21,7 +25,8 @@ class StdoutSink:
         keys: Sequence[bytes],
         values: Sequence[bytes],
         give_up: Callable[[], bool],
-        watched: Sequence[tuple[int, HotReading]] = (),
+        watched: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp),  # noqa: B008 - never modified
+        named: Sequence[HotReading] = (),
     ) -> int:
         if not values:
             return 0
@@ -31,11 +36,14 @@ class StdoutSink:
         except (BrokenPipeError, OSError) as error:  # `... --stdout | head`: the reader went away
             self._broken = f"stdout closed ({error.strerror or type(error).__name__})"
             return 0
-        self._printed.extend(reading for _, reading in watched)
+        self._printed_count += len(watched)
+        self._printed.extend(named)
         return len(values)
 
-    def take_acknowledged(self) -> list[HotReading]:
-        printed, self._printed = self._printed, []
+    def take_acknowledged(self) -> tuple[int, list[HotReading]]:
+        """Printed is as far as it goes: every watched reading counts as acknowledged once written."""
+        printed, self._printed = (self._printed_count, self._printed), []
+        self._printed_count = 0
         return printed
 
     def pending(self) -> int:

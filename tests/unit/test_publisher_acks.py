@@ -29,13 +29,13 @@ def test_a_watched_record_is_acknowledged_when_its_partition_counter_reaches_it(
     keys = [f"gpu-{i:04d}".encode() for i in range(12)]
     values = [b"v%d" % i for i in range(12)]
     tracker: AckTracker[str] = AckTracker(3)
-    tracker.queued(keys, values, 12, [(7, "hot-7")])
+    tracker.queued(keys, values, 12, np.array([7]), ["hot-7"])
     partition = partition_for(keys[7], 3)
     position = sum(1 for k in keys[:8] if partition_for(k, 3) == partition)
     tracker.statistics(stats({partition: position - 1}), TOPIC)
-    assert tracker.take_acknowledged() == []
+    assert tracker.take_acknowledged() == (0, [])
     tracker.statistics(stats({partition: position}), TOPIC)
-    assert tracker.take_acknowledged() == ["hot-7"]
+    assert tracker.take_acknowledged() == (1, ["hot-7"])
     assert tracker.watching() == 0
 
 
@@ -43,42 +43,44 @@ def test_a_failed_watched_record_is_never_acknowledged() -> None:
     """A failure report for a watched record keeps it out, even when later records of its partition are acked."""
     keys = [b"a", b"a", b"a"]
     tracker: AckTracker[str] = AckTracker(1)
-    tracker.queued(keys, [b"1", b"2", b"3"], 3, [(0, "first"), (2, "third")])
+    tracker.queued(keys, [b"1", b"2", b"3"], 3, np.array([0, 2]), ["first", "third"])
     tracker.failed(b"1")
+    tracker.failed(b"2")  # not watched: changes nothing
     tracker.statistics(stats({0: 3}), TOPIC)
-    assert tracker.take_acknowledged() == ["third"]
+    assert tracker.take_acknowledged() == (1, ["third"])
 
 
 def test_an_empty_queue_acknowledges_everything_not_failed() -> None:
     """When the producer holds nothing, every watched record that did not fail was acknowledged."""
     keys = [b"x", b"y", b"z"]
     tracker: AckTracker[int] = AckTracker(4)
-    tracker.queued(keys, [b"1", b"2", b"3"], 3, [(0, 0), (1, 1), (2, 2)])
+    tracker.queued(keys, [b"1", b"2", b"3"], 3, np.array([0, 1, 2]), [0, 1])
     tracker.failed(b"2")
     tracker.drained()
-    assert sorted(tracker.take_acknowledged()) == [0, 2]
+    assert tracker.take_acknowledged() == (2, [0])
 
 
 def test_records_not_queued_are_not_watched_and_not_counted() -> None:
     """When a send stops early, only the queued prefix counts toward the partitions' positions."""
     tracker: AckTracker[str] = AckTracker(1)
-    tracker.queued([b"k"] * 4, [b"1", b"2", b"3", b"4"], 2, [(1, "second"), (3, "never queued")])
-    tracker.queued([b"k"], [b"5"], 1, [(0, "fifth")])
+    tracker.queued([b"k"] * 4, [b"1", b"2", b"3", b"4"], 2, np.array([1, 3]), ["second", "never queued"])
+    tracker.queued([b"k"], [b"5"], 1, np.array([0]), ["fifth"])
     tracker.statistics(stats({0: 2}), TOPIC)
-    assert tracker.take_acknowledged() == ["second"]
+    assert tracker.take_acknowledged() == (1, ["second"])
     tracker.statistics(stats({0: 3}), TOPIC)
-    assert tracker.take_acknowledged() == ["fifth"]
+    assert tracker.take_acknowledged() == (1, ["fifth"])
+    assert tracker.watching() == 0
 
 
 def test_unreadable_statistics_are_ignored() -> None:
     """Statistics without the topic, with strange partitions or values, release nothing and raise nothing."""
     tracker: AckTracker[str] = AckTracker(2)
-    tracker.queued([b"k"], [b"1"], 1, [(0, "one")])
+    tracker.queued([b"k"], [b"1"], 1, np.array([0]), ["one"])
     bad: Any
     for bad in (None, {}, {"topics": []}, {"topics": {TOPIC: {"partitions": {"x": {}, "-1": {"acked_msgid": 9},
                                                                               "0": {"acked_msgid": "n"}}}}}):
         tracker.statistics(bad, TOPIC)
-    assert tracker.take_acknowledged() == []
+    assert tracker.take_acknowledged() == (0, [])
 
 
 @settings(max_examples=200, deadline=None)
@@ -96,9 +98,8 @@ def test_positions_match_a_per_partition_count_of_everything_queued(
     counts = np.zeros(partitions, dtype=int)
     token = 0
     for _ in range(3):
-        watched = [(i, token + i) for i in range(len(keys))]
         values = [b"%d" % (token + i) for i in range(len(keys))]
-        tracker.queued(keys, values, len(keys), watched)
+        tracker.queued(keys, values, len(keys), np.arange(len(keys)), [token + i for i in range(len(keys))])
         for i, key in enumerate(keys):
             p = partition_for(key, partitions)
             counts[p] += 1
@@ -106,5 +107,7 @@ def test_positions_match_a_per_partition_count_of_everything_queued(
         token += len(keys)
     acked = {p: data.draw(st.integers(0, int(counts[p]))) for p in range(partitions)}
     tracker.statistics(stats(acked), TOPIC)
-    released = set(tracker.take_acknowledged())
-    assert released == {t for t, (p, position) in expected.items() if position <= acked[p]}
+    count, tokens = tracker.take_acknowledged()
+    due = {t for t, (p, position) in expected.items() if position <= acked[p]}
+    assert set(tokens) == due
+    assert count == len(due)

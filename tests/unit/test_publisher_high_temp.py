@@ -45,7 +45,7 @@ def test_lines_are_capped_per_window_and_the_rest_summed_up(caplog: pytest.LogCa
     hot = [HotReading(f"gpu-{i:04d}", 90.0) for i in range(30)]
     log.record(hot)  # 10 shown, 20 held back
     clock.now = 0.5
-    log.record(hot[:5])  # same window: 5 more held back
+    log.record(hot[:2], total=5)  # same window: 5 more held back, only 2 of them named
     clock.now = 1.2
     log.record(hot[:3])  # new window: summary, then 3 shown
     log.close()

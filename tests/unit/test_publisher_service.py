@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -54,7 +55,8 @@ class FakeSink:
     flush_timeouts: list[float] = field(default_factory=list)
     on_send: Callable[[FakeSink], None] | None = None
     on_poll: Callable[[FakeSink], None] | None = None
-    watched: list[HotReading] = field(default_factory=list)
+    watched: int = 0
+    named: list[HotReading] = field(default_factory=list)
     holding: bool = False
 
     def send(
@@ -62,7 +64,8 @@ class FakeSink:
         keys: Sequence[bytes],
         values: Sequence[bytes],
         give_up: Callable[[], bool],
-        watched: Sequence[tuple[int, HotReading]] = (),
+        watched: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp),  # noqa: B008 - never modified
+        named: Sequence[HotReading] = (),
     ) -> int:
         self.send_times.append(self.clock.now)
         if self.on_send:
@@ -73,14 +76,16 @@ class FakeSink:
                 break
             self.records.append((key, value))
             sent += 1
-        self.watched.extend(reading for index, reading in watched if index < sent)
+        self.watched += int(np.count_nonzero(watched < sent))
+        self.named.extend(named[: int(np.count_nonzero(watched[: len(named)] < sent))])
         self.clock.now += self.work
         return sent
 
-    def take_acknowledged(self) -> list[HotReading]:
+    def take_acknowledged(self) -> tuple[int, list[HotReading]]:
         if self.holding:
-            return []
-        acknowledged, self.watched = self.watched, []
+            return 0, []
+        acknowledged = (self.watched, self.named)
+        self.watched, self.named = 0, []
         return acknowledged
 
     def pending(self) -> int:
