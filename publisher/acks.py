@@ -77,7 +77,8 @@ class _Batch(Generic[T]):
 
     partitions: npt.NDArray[np.intp]
     msgids: npt.NDArray[np.int64]
-    values: list[bytes]  # the watched records' values, to recognise a failure report
+    values: Sequence[bytes]  # the send's values (watched ones at `indices`), to recognise a failure report
+    indices: npt.NDArray[np.intp]
     tokens: list[T]  # for the first len(tokens) watched records
     settled: npt.NDArray[np.bool_]
     lookup: dict[bytes, int] | None = None  # value -> position, built on the first failure report
@@ -116,7 +117,7 @@ class AckTracker(Generic[T]):
             partitions = layout.partitions[watched]
             msgids = self._queued[partitions] + layout.ranks[watched] + 1
             self._batches.append(_Batch(
-                partitions, msgids, [values[i] for i in watched.tolist()], list(tokens[: len(watched)]),
+                partitions, msgids, values, watched, list(tokens[: len(watched)]),
                 np.zeros(len(watched), dtype=bool),
             ))
         self._queued += np.bincount(layout.partitions[:count], minlength=self._partition_count)
@@ -127,7 +128,7 @@ class AckTracker(Generic[T]):
             return
         for batch in self._batches:
             if batch.lookup is None:
-                batch.lookup = {v: i for i, v in enumerate(batch.values)}
+                batch.lookup = {batch.values[i]: position for position, i in enumerate(batch.indices.tolist())}
             position = batch.lookup.get(value)
             if position is not None and not batch.settled[position]:
                 batch.settled[position] = True  # settled without being acknowledged

@@ -46,10 +46,6 @@ class _Record(msgspec.Struct, gc=False):
 _encode_lines: Final = msgspec.json.Encoder().encode_lines
 
 
-def _wall_clock_ns() -> int:
-    return time.time_ns()
-
-
 def _as_json(values: Floats) -> list[float | msgspec.Raw]:
     """Floats for msgspec to write, with Go's own text where msgspec's would differ."""
     items: list[float | msgspec.Raw] = values.tolist()
@@ -61,7 +57,7 @@ def _as_json(values: Floats) -> list[float | msgspec.Raw]:
 class ReadingEncoder:
     """Record values for one fleet; `encode` turns a tick of readings into one JSON value per device."""
 
-    def __init__(self, fleet: Fleet, clock_ns: Callable[[], int] = _wall_clock_ns) -> None:
+    def __init__(self, fleet: Fleet, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.keys: list[bytes] = [device.encode() for device in fleet.device_ids]
         self._clock_ns = clock_ns
         self._ids = [msgspec.Raw(go_string(d)) for d in fleet.device_ids]

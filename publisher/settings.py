@@ -172,7 +172,8 @@ def _positive(text: str) -> int:
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = _Parser(
         prog=SERVICE,
-        description="Simulate GPU temperature readings and publish them to Kafka. Configured by environment variables"
+        description="Publish GPU temperature readings (simulated, NVML or dcgm-exporter) to Kafka. Configured by"
+        " environment variables"
         " (see the README); a .env file in the working directory is read too.",
     )
     parser.add_argument(
