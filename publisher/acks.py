@@ -73,23 +73,24 @@ class _Layout:
 
 @dataclass
 class _Batch(Generic[T]):
-    """The watched records of one send: where each sits, and which are settled (acknowledged or failed)."""
+    """The watched records of one send: where each sits, which are settled, and the values of the named ones."""
 
     partitions: npt.NDArray[np.intp]
     msgids: npt.NDArray[np.int64]
-    values: Sequence[bytes]  # the send's values (watched ones at `indices`), to recognise a failure report
-    indices: npt.NDArray[np.intp]
     tokens: list[T]  # for the first len(tokens) watched records
+    named_values: dict[bytes, int]  # value -> position, to recognise a failure report of a named record
     settled: npt.NDArray[np.bool_]
-    lookup: dict[bytes, int] | None = None  # value -> position, built on the first failure report
 
 
 class AckTracker(Generic[T]):
     """Watched records waiting for their partition's acknowledgement: all of them counted, a few named.
 
     At fleet scale half the readings may be watched (above 80 °C), so the
-    bookkeeping is numpy arrays per send, not Python objects per record; only
-    the first few of each send carry a token (the HIGH TEMP lines to write).
+    bookkeeping is numpy arrays per send, not Python objects per record, and
+    no record value is kept except those of the few named ones. A failure
+    report of a watched record that is not named is remembered as a debt
+    subtracted from the acknowledged count (librdkafka may count it as passed
+    once later records of its partition are acknowledged).
     """
 
     def __init__(self, partitions: int) -> None:
@@ -97,6 +98,7 @@ class AckTracker(Generic[T]):
         self._queued = np.zeros(partitions, dtype=np.int64)  # msgid of the last record queued, per partition
         self._batches: collections.deque[_Batch[T]] = collections.deque()
         self._acknowledged_count = 0
+        self._failed_debt = 0
         self._acknowledged: list[T] = []
         self._cache: tuple[Sequence[bytes], _Layout] | None = None
         self._key_partitions: dict[bytes, int] = {}
@@ -114,25 +116,26 @@ class AckTracker(Generic[T]):
         layout = self._layout(keys)
         watched = watched[watched < count]
         if len(watched):
-            partitions = layout.partitions[watched]
-            msgids = self._queued[partitions] + layout.ranks[watched] + 1
+            named = watched[: len(tokens)].tolist()
             self._batches.append(_Batch(
-                partitions, msgids, values, watched, list(tokens[: len(watched)]),
-                np.zeros(len(watched), dtype=bool),
+                partitions=layout.partitions[watched],
+                msgids=self._queued[layout.partitions[watched]] + layout.ranks[watched] + 1,
+                tokens=list(tokens[: len(named)]),
+                named_values={values[index]: position for position, index in enumerate(named)},
+                settled=np.zeros(len(watched), dtype=bool),
             ))
         self._queued += np.bincount(layout.partitions[:count], minlength=self._partition_count)
 
-    def failed(self, value: bytes | None) -> None:
-        """A failure report arrived for this record value; if it was watched it will never count as acknowledged."""
-        if value is None:
+    def failed(self, value: bytes | None, watched: bool) -> None:
+        """A failure report arrived for this record value (`watched`: one of those followed); it will never count."""
+        if value is None or not watched:
             return
         for batch in self._batches:
-            if batch.lookup is None:
-                batch.lookup = {batch.values[i]: position for position, i in enumerate(batch.indices.tolist())}
-            position = batch.lookup.get(value)
+            position = batch.named_values.get(value)
             if position is not None and not batch.settled[position]:
                 batch.settled[position] = True  # settled without being acknowledged
                 return
+        self._failed_debt += 1
 
     def statistics(self, stats: Any, topic: str) -> None:
         """Release what librdkafka's statistics (decoded JSON) say was acknowledged on each partition."""
@@ -153,6 +156,7 @@ class AckTracker(Generic[T]):
     def drained(self) -> None:
         """The producer holds nothing any more: every watched record was acknowledged or reported failed."""
         self._release(self._queued)
+        self._failed_debt = 0  # every failed record was released above, so its debt is paid
 
     def take_acknowledged(self) -> tuple[int, list[T]]:
         """How many watched records were acknowledged since the last call, and the tokens among them."""
@@ -171,6 +175,9 @@ class AckTracker(Generic[T]):
                 self._acknowledged_count += int(np.count_nonzero(released))
                 named = released[: len(batch.tokens)]
                 self._acknowledged.extend(token for token, yes in zip(batch.tokens, named.tolist(), strict=True) if yes)
+        paid = min(self._failed_debt, self._acknowledged_count)
+        self._acknowledged_count -= paid
+        self._failed_debt -= paid
         while self._batches and self._batches[0].settled.all():
             self._batches.popleft()
 

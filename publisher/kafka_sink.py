@@ -28,7 +28,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from publisher.acks import AckTracker
 from publisher.broker_watch import STATS_INTERVAL_MS, BrokerWatch
 from publisher.high_temp import HotReading, plural
-from publisher.settings import SERVICE, PublisherSettings
+from publisher.settings import HIGH_TEMPERATURE, SERVICE, PublisherSettings
 from shared.codec import CONTENT_TYPE_HEADER
 from shared.kafka import producer_config
 from shared.logs import Throttle
@@ -65,6 +65,21 @@ def kafka_config(settings: PublisherSettings) -> dict[str, Any]:
             "queue.buffering.max.kbytes": max(_SHARED_QUEUE_KBYTES, math.ceil(queue_messages * _KBYTES_PER_READING)),
         },
     )
+
+
+class _Temperature(msgspec.Struct):
+    temperature: float
+
+
+_temperature_of = msgspec.json.Decoder(_Temperature).decode
+
+
+def _hot(value: bytes | None) -> bool:
+    """Whether a failed record was a watched (HIGH TEMP) reading: only failures pay for this decode."""
+    try:
+        return value is not None and _temperature_of(value).temperature > HIGH_TEMPERATURE
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False
 
 
 def _not_logged(suppressed: int) -> str:
@@ -211,7 +226,8 @@ class KafkaSink:
             return
         reason = error.name()
         self._failures[reason] += 1
-        self._acks.failed(message.value())
+        value = message.value()
+        self._acks.failed(value, _hot(value))
         suppressed = self._throttle.allow(f"delivery:{reason}")
         if suppressed is not None:
             key = message.key()

@@ -40,13 +40,15 @@ def test_a_watched_record_is_acknowledged_when_its_partition_counter_reaches_it(
 
 
 def test_a_failed_watched_record_is_never_acknowledged() -> None:
-    """A failure report for a watched record keeps it out, even when later records of its partition are acked."""
-    keys = [b"a", b"a", b"a"]
+    """A failure report for a watched record keeps it out of the names and the count, even when later records of
+    its partition are acknowledged; failures of records not watched change nothing."""
+    keys = [b"a"] * 5
     tracker: AckTracker[str] = AckTracker(1)
-    tracker.queued(keys, [b"1", b"2", b"3"], 3, np.array([0, 2]), ["first", "third"])
-    tracker.failed(b"1")
-    tracker.failed(b"2")  # not watched: changes nothing
-    tracker.statistics(stats({0: 3}), TOPIC)
+    tracker.queued(keys, [b"1", b"2", b"3", b"4", b"5"], 5, np.array([0, 2, 3]), ["first", "third"])
+    tracker.failed(b"1", watched=True)  # named
+    tracker.failed(b"4", watched=True)  # watched, counted only
+    tracker.failed(b"2", watched=False)
+    tracker.statistics(stats({0: 5}), TOPIC)
     assert tracker.take_acknowledged() == (1, ["third"])
 
 
@@ -55,7 +57,7 @@ def test_an_empty_queue_acknowledges_everything_not_failed() -> None:
     keys = [b"x", b"y", b"z"]
     tracker: AckTracker[int] = AckTracker(4)
     tracker.queued(keys, [b"1", b"2", b"3"], 3, np.array([0, 1, 2]), [0, 1])
-    tracker.failed(b"2")
+    tracker.failed(b"2", watched=True)
     tracker.drained()
     assert tracker.take_acknowledged() == (2, [0])
 
