@@ -79,7 +79,8 @@ class ReadingEncoder:
         count = len(readings.temperature)
         temperature, power, util = _as_json(readings.temperature), _as_json(readings.power), _as_json(readings.util)
         stamps = rfc3339_nano_many(self.timestamps(count))
-        records = map(_Record, self._ids, temperature, stamps, self._models, self._hosts, power, util)
+        # A list, not the map itself: msgspec 0.22 leaks the items of an iterator handed to encode_lines.
+        records = list(map(_Record, self._ids, temperature, stamps, self._models, self._hosts, power, util))
         return _encode_lines(records).split(b"\n")[:count]
 
 
