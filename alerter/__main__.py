@@ -62,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     service: list[AlerterService] = []
     try:
         health = HealthServer(
-            settings.common.metrics_port, lambda: bool(service) and service[0].ready(), metrics.registry
+            settings.common.metrics_port,
+            lambda: bool(service) and service[0].ready(),
+            metrics.registry,
+            host=settings.common.metrics_host,
         ).start()
     except OSError as exc:
         log.error("cannot serve metrics on port %d: %s", settings.common.metrics_port, exc.strerror)  # noqa: TRY400 - one clear line, no traceback

@@ -9,24 +9,42 @@ is held in a `Secret` that never shows up in a repr or a log.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, NoReturn
+from typing import Final, NoReturn, get_args
 from urllib.parse import urlsplit
 
-from shared.config import CommonSettings, ConfigError, Env, load_common
+from shared.config import CommonSettings, ConfigError, Env, is_host, load_common
+from shared.logs import register_secret
+from shared.models import Celsius
 
 SERVICE: Final = "gpu-temp-alert"
-DEFAULT_METRICS_PORT: Final = 9101
+DEFAULT_METRICS_PORT: Final = 8702  # next to the publisher's 8701, clear of the 9100-9999 exporter range
+# A threshold at or above the highest temperature a reading may carry (shared.models) could never alert.
+MAX_THRESHOLD: Final = float(get_args(Celsius)[1].le)
+MAX_PENDING: Final = 1_000_000
+MAX_SECRET_FILE: Final = 64 * 1024  # bytes; a webhook URL is about 80
+MAX_URL: Final = 8 * 1024
+WEBHOOK_EXAMPLE: Final = "https://hooks.slack.com/services/..."
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 @dataclass(frozen=True)
 class Secret:
-    """A string that prints as asterisks; `reveal()` is the one way to read it."""
+    """A string that prints as asterisks; `reveal()` is the one way to read it.
+
+    Creating one registers it with the log handler, which blanks it (and, for
+    a URL, its path) in every line, whichever library writes that line.
+    """
 
     _value: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        register_secret(self._value)
 
     def reveal(self) -> str:
         return self._value
@@ -65,41 +83,125 @@ def load_settings(env: Env) -> AlerterSettings:
         consumer_group=_name(env, "CONSUMER_GROUP", "gpu-temp-alert-group"),
         offset_reset=env.choice("CONSUMER_OFFSET_RESET", "latest", ("latest", "earliest")),
         session_timeout=_session_timeout(env),
-        threshold=env.number("TEMPERATURE_THRESHOLD", 190.0, minimum=0.0, exclusive_minimum=True),
-        cooldown=env.duration("ALERT_COOLDOWN", 300.0),
-        max_clock_skew=env.duration("MAX_CLOCK_SKEW", 60.0),
+        threshold=env.number(
+            "TEMPERATURE_THRESHOLD",
+            190.0,
+            minimum=0.0,
+            maximum=MAX_THRESHOLD,
+            exclusive_minimum=True,
+            exclusive_maximum=True,
+        ),
+        cooldown=env.duration("ALERT_COOLDOWN", 300.0, maximum=7 * 24 * 3600.0),
+        max_clock_skew=env.duration("MAX_CLOCK_SKEW", 60.0, maximum=24 * 3600.0),
         webhook_url=_webhook_url(env),
         slack_channel=env.string("SLACK_CHANNEL", "#alerts"),
-        slack_timeout=env.duration("SLACK_TIMEOUT", 10.0, minimum=0.05),
-        slack_backoff_max=env.duration("SLACK_BACKOFF_MAX", 30.0, minimum=0.01),
+        slack_timeout=env.duration("SLACK_TIMEOUT", 10.0, minimum=0.05, maximum=300.0),
+        slack_backoff_max=env.duration("SLACK_BACKOFF_MAX", 30.0, minimum=0.01, maximum=3600.0),
         alert_topic=_topic(env, "ALERT_TOPIC", "gpu-temperature-alerts"),
         dlq_topic=_topic(env, "DLQ_TOPIC", "gpu-temperature-dlq"),
-        max_pending_alerts=env.integer("MAX_PENDING_ALERTS", 1000, minimum=1),
-        commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01),
-        shutdown_timeout=env.duration("SHUTDOWN_TIMEOUT", 10.0),
+        max_pending_alerts=env.integer("MAX_PENDING_ALERTS", 1000, minimum=1, maximum=MAX_PENDING),
+        commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=3600.0),
+        shutdown_timeout=env.duration("SHUTDOWN_TIMEOUT", 10.0, maximum=600.0),
     )
 
 
 def _session_timeout(env: Env) -> float:
     """How long the group waits for a silent member (a crashed one) before giving its partitions away."""
-    value = env.duration("CONSUMER_SESSION_TIMEOUT", 30.0, minimum=1.0)
-    if value > 3600:
-        raise ConfigError(f"CONSUMER_SESSION_TIMEOUT={env.raw('CONSUMER_SESSION_TIMEOUT')!r}: expected at most 1h")
-    return value
+    return env.duration("CONSUMER_SESSION_TIMEOUT", 30.0, minimum=1.0, maximum=3600.0)
 
 
 def _webhook_url(env: Env) -> Secret:
-    """Required and checked for shape; the error never repeats the value, which is a secret."""
-    raw = env.required("SLACK_WEBHOOK_URL", "the Slack incoming-webhook URL (https://hooks.slack.com/services/...)")
+    """From SLACK_WEBHOOK_URL or the file SLACK_WEBHOOK_URL_FILE names (Docker and Kubernetes secrets), checked.
+
+    Errors name the variable, never the value, which is a secret.
+    """
+    env.document("SLACK_WEBHOOK_URL", "", f"the Slack incoming-webhook URL ({WEBHOOK_EXAMPLE}); a secret")
+    env.document("SLACK_WEBHOOK_URL_FILE", "", "a file holding the webhook URL instead (a mounted secret)")
+    allow_http = env.boolean(
+        "SLACK_ALLOW_HTTP",
+        False,
+        help="allow a plain http:// webhook on a non-loopback host (a stand-in on a private network)",
+    )
+    direct, path = env.raw("SLACK_WEBHOOK_URL"), env.raw("SLACK_WEBHOOK_URL_FILE")
+    if direct is not None and path is not None:
+        raise ConfigError("SLACK_WEBHOOK_URL and SLACK_WEBHOOK_URL_FILE are both set: set only one of them")
+    if path is not None:
+        source, url = "SLACK_WEBHOOK_URL_FILE", _read_secret_file("SLACK_WEBHOOK_URL_FILE", path)
+    elif direct is not None:
+        source, url = "SLACK_WEBHOOK_URL", direct
+    else:
+        raise ConfigError(
+            f"SLACK_WEBHOOK_URL is not set: expected the Slack incoming-webhook URL ({WEBHOOK_EXAMPLE}),"
+            " or SLACK_WEBHOOK_URL_FILE naming a file that holds it"
+        )
+    secret = Secret(url)  # registered with the log handler before anything can log it
+    _check_webhook_url(source, url, allow_http)
+    return secret
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    """The file's text, stripped; one line (naming the file, never its content) for each way it can be unusable."""
+    where = f"{name}={path!r}"
     try:
-        parts = urlsplit(raw)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        _ = parts.port  # raises ValueError for a port that is not a number
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        with open(path, "rb") as file:
+            data = file.read(MAX_SECRET_FILE + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{where}: cannot read it (permission denied)") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_SECRET_FILE:
+        raise ConfigError(f"{where}: larger than {MAX_SECRET_FILE // 1024} KiB, so not a webhook URL")
+    try:
+        text = data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not UTF-8 text") from None
+    if not text:
+        raise ConfigError(f"{where}: the file is empty")
+    if len(text.splitlines()) > 1:
+        raise ConfigError(f"{where}: expected the webhook URL alone on one line")
+    return text
+
+
+def _check_webhook_url(source: str, url: str, allow_http: bool) -> None:
+    """An http(s) URL whose host a client can resolve; plain http only to loopback unless allowed."""
+    expected = f"{source}: expected an http(s) URL such as {WEBHOOK_EXAMPLE}"
+    if len(url) > MAX_URL or any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(expected)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port  # raises ValueError for a port that is not a number in 0-65535
     except ValueError:
-        valid = False
-    if not valid:
-        raise ConfigError("SLACK_WEBHOOK_URL: expected an http(s) URL such as https://hooks.slack.com/services/...")
-    return Secret(raw)
+        raise ConfigError(expected) from None
+    if parts.scheme not in ("http", "https") or not _valid_host(host) or port == 0:
+        raise ConfigError(f"{expected} (with a valid host name and port)")
+    if parts.scheme == "http" and not allow_http and not _is_loopback(host):
+        raise ConfigError(
+            f"{source}: plain http:// would send the secret unencrypted; use https://, or set"
+            " SLACK_ALLOW_HTTP=true (for a stand-in on a private network)"
+        )
+
+
+def _valid_host(host: str) -> bool:
+    """What the HTTP client can connect to: an IP address or a DNS name (IDNA-encoded, labels of 1-63)."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return bool(host) and is_host(ascii_host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _topic(env: Env, name: str, default: str) -> str:

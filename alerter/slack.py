@@ -2,8 +2,10 @@
 
 Formatting reproduces the Go original field by field, including what its JSON
 `omitempty` tags drop (an empty GPU model, the Time field's `short: false`),
-and escapes the untrusted text of a reading (`&`, `<`, `>`) as Slack requires,
-so a device id cannot ping `@channel` or smuggle in a link.
+and escapes the untrusted text of a reading: `&`, `<`, `>` as Slack requires,
+so a device id cannot ping `@channel` or smuggle in a link, and control,
+format and line-separator characters as visible escapes, so a host name
+cannot start a new line or reverse its text to read `Temperature: 20°C`.
 
 The client never puts the webhook URL in an exception, a log line or a repr:
 failures are described by status, Slack's short body, or the exception type.
@@ -23,11 +25,12 @@ from typing import Any, Final
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.exceptions import InvalidHeader, LocationValueError
 from urllib3.util import Retry
 
 from alerter.settings import Secret
 from shared.models import AlertEvent
+from shared.text import visible
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def escape(text: str) -> str:
-    """Slack's control characters in message text: `&`, `<` and `>` (nothing else needs escaping)."""
-    return text.translate(_ESCAPES)
+    """Untrusted text made safe for a message: Slack's `&`, `<`, `>`, and invisible or line-breaking characters
+    (Unicode Cc, Cf, Cs, Zl, Zp: newlines, U+2028/2029, bidi overrides, zero-width and C1 characters) written out."""
+    return visible(text.translate(_ESCAPES))
 
 
 def rfc1123(moment: datetime) -> str:
@@ -131,11 +135,12 @@ class Outcome(Enum):
 @dataclass(frozen=True)
 class Attempt:
     outcome: Outcome
-    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, rejected
+    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, rejected,
+    # invalid_url, error (anything else that failed)
     status: int | None = None
     body: str = ""
     retry_after: float | None = None  # seconds Slack asked us to wait (429)
-    error: str = ""  # exception type for transport failures; never the URL
+    error: str = ""  # exception type for transport failures; never the URL, never the exception's text
 
     def describe(self) -> str:
         if self.status is not None:
@@ -199,10 +204,15 @@ class WebhookClient:
             return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
         except requests.ConnectionError as exc:
             return Attempt(Outcome.RETRY, "connection", error=_root_cause(exc))
-        except requests.RequestException as exc:
+        except (requests.exceptions.InvalidURL, LocationValueError, UnicodeError) as exc:
+            # The URL itself cannot be used (say, a host label over 63 characters): no retry will change that.
+            return Attempt(Outcome.REJECTED, "invalid_url", error=type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - any other failure of a post is one more failed attempt, never a crash
             return Attempt(Outcome.RETRY, "error", error=type(exc).__name__)
         try:
             return self._classify(response)
+        except Exception as exc:  # noqa: BLE001 - e.g. a body that cannot be read: retried like a dropped connection
+            return Attempt(Outcome.RETRY, "error", error=type(exc).__name__)
         finally:
             response.close()
 

@@ -30,12 +30,12 @@ from confluent_kafka import Consumer, Producer
 from alerter.bootstrap import build, prepare_topics
 from alerter.metrics import AlerterMetrics
 from alerter.settings import load_settings
-from alerter.slack_stand_in import Received, SlackStandIn
 from bench.table import print_table
 from shared.codec import encode
 from shared.config import Env
 from shared.kafka import admin_client, consumer_config, ensure_topic, producer_config
 from shared.models import TemperatureReading
+from slack_stand_in import Received, SlackStandIn
 
 READINGS = 1_000_000
 PARTITIONS = 3

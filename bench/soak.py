@@ -13,6 +13,7 @@ of warm-up and at the end (growth must stay under 10 %).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import signal
@@ -29,10 +30,10 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from alerter.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
-from alerter.slack_stand_in import Behaviour, SlackStandIn
 from bench.table import print_table
 from shared.codec import DecodeError, decode_reading
 from shared.kafka import consumer_config
+from slack_stand_in import Behaviour, SlackStandIn
 
 DEVICES = 1_000
 INTERVAL_MS = 100
@@ -182,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="soak-"))
     print(f"soak: {args.minutes:g} min, topic {topic}, logs in {folder}", flush=True)
 
-    with SlackStandIn() as slack:
+    # The stand-in keeps only its last `keep` messages: room for every alert that can be due (one per device per
+    # cooldown, plus one per device for the window in progress) and the two notices.
+    keep = DEVICES * (math.ceil(args.minutes * 60 / COOLDOWN) + 2) + 10
+    with SlackStandIn(keep=keep) as slack:
         slack.behave(Behaviour("rate_limit", status=429, retry_after=1.0, probability=0.1))
         common = {"REDPANDA_BROKERS": bootstrap, "METRICS_PORT": "0", "LOG_LEVEL": "warning"}
         alerter = start("alerter", "alerter", {

@@ -64,7 +64,7 @@ def _run(settings: PublisherSettings, stop: threading.Event) -> int:
     source, description = _build_source(settings, metrics)
     ready = threading.Event()
     try:
-        health = _start_health_server(settings.common.metrics_port, ready, registry)
+        health = _start_health_server(settings.common.metrics_host, settings.common.metrics_port, ready, registry)
         try:
             sink: Sink
             if settings.stdout:  # a look at this host's GPUs: no cluster
@@ -123,9 +123,11 @@ def _build_source(settings: PublisherSettings, metrics: PublisherMetrics) -> tup
     return simulator, f"{plural(settings.num_devices, 'simulated device')} {every} (SIMULATOR_SEED={seed})"
 
 
-def _start_health_server(port: int, ready: threading.Event, registry: CollectorRegistry) -> HealthServer:
+def _start_health_server(
+    host: str, port: int, ready: threading.Event, registry: CollectorRegistry
+) -> HealthServer:
     try:
-        return HealthServer(port, ready.is_set, registry).start()
+        return HealthServer(port, ready.is_set, registry, host).start()
     except OSError as error:
         raise ConfigError(f"METRICS_PORT={port}: expected a free port ({error.strerror})") from None
 

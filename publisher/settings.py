@@ -19,13 +19,16 @@ from shared.config import CommonSettings, ConfigError, Env, load_common
 from shared.models import MAX_TEXT
 
 SERVICE: Final = "gpu-temp-publisher"
-DEFAULT_METRICS_PORT: Final = 9100
+DEFAULT_METRICS_PORT: Final = 8701  # clear of node_exporter (9100) and the 9100-9999 exporter range
 HIGH_TEMPERATURE: Final = 80.0  # °C above which a published reading is logged, as in the original
 MAX_DEVICES: Final = 1_000_000
 MAX_INTERVAL_MS: Final = 24 * 3600 * 1000
 # librdkafka's own ceilings for its queue length and for message.timeout.ms.
 MAX_QUEUE_MESSAGES: Final = 2_147_483_647
 MAX_DELIVERY_TIMEOUT: Final = 2_147_483_647 / 1000
+MAX_TICKS: Final = 10**12  # more than 30,000 years of one-second ticks
+MAX_SEED: Final = 2**128 - 1  # numpy's SeedSequence draws 128-bit seeds, so a logged seed can be given back
+MAX_FLUSH_TIMEOUT: Final = 3600.0
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 SOURCES: Final = ("simulator", "nvml", "dcgm")
 MAX_SCRAPE_TIMEOUT: Final = 60.0
@@ -68,7 +71,7 @@ def load_settings(env: Env, argv: Sequence[str] = ()) -> PublisherSettings:
     if not _TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
         raise ConfigError(f"REDPANDA_TOPIC={topic!r}: expected a topic name of 1 to 249 letters, digits, '.', '_', '-'")
     num_devices = _bounded(env, "NUM_DEVICES", 5, 1, MAX_DEVICES)
-    max_ticks = env.integer("MAX_TICKS", 0, minimum=0) or None
+    max_ticks = env.integer("MAX_TICKS", 0, minimum=0, maximum=MAX_TICKS) or None
     if args.ticks is not None:
         max_ticks = args.ticks
     max_buffered = _bounded(env, "MAX_BUFFERED_READINGS", 500_000, 1, MAX_QUEUE_MESSAGES // 2)
@@ -77,11 +80,7 @@ def load_settings(env: Env, argv: Sequence[str] = ()) -> PublisherSettings:
             f"MAX_BUFFERED_READINGS={max_buffered}: expected an integer >= NUM_DEVICES ({num_devices}),"
             " so that one tick fits in the buffer"
         )
-    delivery_timeout = env.duration("DELIVERY_TIMEOUT", 0.0)
-    if delivery_timeout > MAX_DELIVERY_TIMEOUT:
-        raise ConfigError(
-            f"DELIVERY_TIMEOUT={env.raw('DELIVERY_TIMEOUT')!r}: expected a duration of at most 596h, or 0 for no limit"
-        )
+    delivery_timeout = env.duration("DELIVERY_TIMEOUT", 0.0, maximum=MAX_DELIVERY_TIMEOUT)  # 0: no limit
     seed_text = env.raw("SIMULATOR_SEED")
     return PublisherSettings(
         common=common,
@@ -89,10 +88,10 @@ def load_settings(env: Env, argv: Sequence[str] = ()) -> PublisherSettings:
         num_devices=num_devices,
         interval=_bounded(env, "INTERVAL_MS", 1000, 0, MAX_INTERVAL_MS) / 1000,
         abnormal_probability=env.number("ABNORMAL_PROBABILITY", 0.05, minimum=0.0, maximum=1.0),
-        seed=None if seed_text is None else env.integer("SIMULATOR_SEED", 0, minimum=0),
+        seed=None if seed_text is None else env.integer("SIMULATOR_SEED", 0, minimum=0, maximum=MAX_SEED),
         max_ticks=max_ticks,
         topic_partitions=env.integer("TOPIC_PARTITIONS", 6, minimum=1, maximum=10_000),
-        flush_timeout=env.duration("FLUSH_TIMEOUT", 30.0),
+        flush_timeout=env.duration("FLUSH_TIMEOUT", 30.0, maximum=MAX_FLUSH_TIMEOUT),
         max_buffered_readings=max_buffered,
         delivery_timeout=delivery_timeout,
         source=load_source(env),
@@ -166,6 +165,8 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    if value > MAX_TICKS:
+        raise argparse.ArgumentTypeError(f"expected an integer <= {MAX_TICKS}, got {text!r}")
     return value
 
 

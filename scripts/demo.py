@@ -1,9 +1,14 @@
 """`make demo`: the whole pipeline in the foreground, each process's output prefixed with its name.
 
-Runs, against the cluster in KAFKA_BOOTSTRAP_SERVERS (make demo starts the
-local one): the Slack stand-in (only when SLACK_WEBHOOK_URL is not set, in the
+The cluster: KAFKA_BOOTSTRAP_SERVERS if set, else REDPANDA_BROKERS from the
+environment or .env (your own Redpanda or Kafka), else the local cluster,
+which the demo starts (through scripts/with-local-kafka) and stops again.
+It runs the Slack stand-in (only when SLACK_WEBHOOK_URL is not set, in the
 environment or .env), the alerter with the original compose file's threshold
-(150 °C), and the publisher. Ctrl-C (or SIGTERM, or the end of --duration)
+(150 °C), and the publisher. The services log as they always do, except that
+the publisher's `Published HIGH TEMP` lines (one per reading above 80 °C) are
+folded into one summary line every SUMMARY_EVERY seconds: readings published,
+how many ran above 80 °C, the hottest GPU, alerts sent. Ctrl-C (or SIGTERM, or the end of --duration)
 stops the publisher first, then the alerter (which delivers what it still
 holds and says goodbye on Slack), then the stand-in: each gets SIGTERM and
 a bounded wait, then SIGKILL.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from confluent_kafka import KafkaException
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.config import load_environment
 from shared.kafka import admin_client, ensure_topic, wait_for_cluster
@@ -46,6 +53,8 @@ DEFAULTS = {
     "ALERT_COOLDOWN": "1m",
 }
 STOP_TIMEOUT = 20.0
+SUMMARY_EVERY = 10.0  # seconds between the demo's one-line summaries of readings
+_PORT_LINE = re.compile(r"serving /metrics.* on port (\d+)")
 COLOURS = {"slack": "35", "alerter": "33", "publisher": "36", "demo": "1"}
 _print_lock = threading.Lock()
 
@@ -63,6 +72,8 @@ def say(name: str, line: str) -> None:
 class Child:
     name: str
     process: subprocess.Popen[str]
+    hide: str | None = None  # lines containing this are not relayed (the summary covers them)
+    metrics_port: int | None = field(default=None, init=False)  # once the service said where it serves
     reader: threading.Thread = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +85,23 @@ class Child:
         if stream is None:
             return
         for line in stream:
-            say(self.name, line.rstrip("\n"))
+            if self.metrics_port is None and (match := _PORT_LINE.search(line)):
+                self.metrics_port = int(match[1])
+            if self.hide is None or self.hide not in line:
+                say(self.name, line.rstrip("\n"))
+
+    def samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """The service's current /metrics samples ([] while it is not serving yet or does not answer)."""
+        if self.metrics_port is None:
+            return []
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+            return [(s.name, s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples]
+        except (OSError, ValueError):
+            return []
+
 
     def stop(self) -> int:
         """SIGTERM, a bounded wait, then SIGKILL; returns the exit code."""
@@ -91,7 +118,37 @@ class Child:
         return code
 
 
-def spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
+def total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float:
+    return sum(value for sample, _labels, value in samples if sample == name)
+
+
+@dataclass
+class ReadingsSummary:
+    """The demo's periodic line: what the publisher's HIGH TEMP lines would have said, and the alerts sent."""
+
+    delivered: float = 0.0
+    high: float = 0.0
+    alerts: float = 0.0
+
+    def line(self, publisher: Child, alerter: Child) -> str | None:
+        readings, sent = publisher.samples(), alerter.samples()
+        if not readings:
+            return None
+        delivered, high = total(readings, "gpu_publisher_readings_delivered_total"), total(
+            readings, "gpu_publisher_high_temperature_readings_total"
+        )
+        alerts = total(sent, "gpu_alerter_alerts_sent_total") if sent else self.alerts
+        temperatures = [(v, labels.get("device", "?")) for n, labels, v in readings if n == "gpu_temperature_celsius"]
+        hottest = f"; hottest now {max(temperatures)[1]} at {max(temperatures)[0]:.2f}°C" if temperatures else ""
+        text = (
+            f"last {SUMMARY_EVERY:g}s: {delivered - self.delivered:.0f} readings delivered,"
+            f" {high - self.high:.0f} above 80°C{hottest}; {alerts - self.alerts:.0f} alerts sent"
+        )
+        self.delivered, self.high, self.alerts = delivered, high, alerts
+        return text
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], hide: str | None = None) -> Child:
     """A child in its own session: Ctrl-C reaches only the demo, which then stops children in order."""
     process = subprocess.Popen(
         [sys.executable, *args],
@@ -104,14 +161,14 @@ def spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
         start_new_session=True,
     )
     say("demo", f"started {name} (pid {process.pid})")
-    return Child(name, process)
+    return Child(name, process, hide)
 
 
 def free_or_ephemeral(port: int) -> str:
-    """The usual port when it is free (so `curl localhost:9101/metrics` works), else let the OS pick one."""
+    """The usual port when it is free (so `curl localhost:8702/metrics` works), else let the OS pick one."""
     with socket.socket() as sock:
         try:
-            sock.bind(("0.0.0.0", port))  # noqa: S104 - the services bind 0.0.0.0 too
+            sock.bind(("127.0.0.1", port))
         except OSError:
             return "0"
     return str(port)
@@ -119,7 +176,7 @@ def free_or_ephemeral(port: int) -> str:
 
 def start_stand_in(env: dict[str, str]) -> tuple[Child, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "alerter.slack_stand_in", "--port", "0"],
+        [sys.executable, "-m", "slack_stand_in", "--port", "0"],
         cwd=REPO,
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
@@ -153,11 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--topic", default=None, help="readings topic (default: REDPANDA_TOPIC or gpu-temperature)")
     args = parser.parse_args(argv)
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        sys.stderr.write("demo: KAFKA_BOOTSTRAP_SERVERS is not set (run it through `make demo`)\n")
-        return 2
     settings = load_environment(REPO / ".env")
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or settings.get("REDPANDA_BROKERS", "").strip()
+    if not bootstrap:  # no cluster of the user's: run again inside the local one, started and stopped for us
+        launcher = REPO / "scripts" / "with-local-kafka"
+        args_again = [str(launcher), sys.executable, str(Path(__file__).resolve()), *(argv or sys.argv[1:])]
+        os.execv(launcher, args_again)  # noqa: S606 - our own script, fixed arguments
+    say("demo", f"using the Kafka cluster at {bootstrap}")
     env = {**DEFAULTS, **settings, "REDPANDA_BROKERS": bootstrap}
     topic = args.topic or env.get("REDPANDA_TOPIC") or env.get("SOURCE_TOPIC") or "gpu-temperature"
     env.update({"REDPANDA_TOPIC": topic, "SOURCE_TOPIC": topic})
@@ -184,8 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             env["SLACK_WEBHOOK_URL"] = stand_in_url + "services/demo"
         else:
             say("demo", "SLACK_WEBHOOK_URL is set: alerts go to your Slack")
-        children.append(spawn("alerter", ["-m", "alerter"], {**env, "METRICS_PORT": free_or_ephemeral(9101)}))
-        children.append(spawn("publisher", ["-m", "publisher"], {**env, "METRICS_PORT": free_or_ephemeral(9100)}))
+        alerter = spawn("alerter", ["-m", "alerter"], {**env, "METRICS_PORT": free_or_ephemeral(8702)})
+        children.append(alerter)
+        publisher_env = {**env, "METRICS_PORT": free_or_ephemeral(8701)}
+        publisher = spawn("publisher", ["-m", "publisher"], publisher_env, hide="Published HIGH TEMP")
+        children.append(publisher)
         say(
             "demo",
             f"readings on {topic}: {env['NUM_DEVICES']} GPUs every {env['INTERVAL_MS']} ms, alerts above "
@@ -205,7 +267,14 @@ def watch(
 ) -> int:
     """Wait for Ctrl-C, the duration, enough alerts, or a child that died; 0 unless a child died."""
     deadline = None if duration is None else time.monotonic() + duration
+    summary, next_summary = ReadingsSummary(), time.monotonic() + SUMMARY_EVERY
+    alerter, publisher = children[-2], children[-1]
     while not stop.wait(0.5):
+        if time.monotonic() >= next_summary:
+            next_summary += SUMMARY_EVERY
+            line = summary.line(publisher, alerter)
+            if line is not None:
+                say("demo", line)
         for child in children:
             if child.process.poll() is not None:
                 say("demo", f"{child.name} exited unexpectedly with {child.process.returncode}; stopping")

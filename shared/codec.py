@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 
 def _decode(decoder: msgspec.json.Decoder[T], data: bytes | None) -> T:
-    if data is None:
+    if not data:  # None (a tombstone) or zero bytes
         raise DecodeError("empty record (no value)")
     if len(data) > MAX_RECORD_BYTES:
         raise DecodeError(f"record too large ({len(data)} bytes > {MAX_RECORD_BYTES})")

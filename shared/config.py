@@ -7,6 +7,7 @@ the entry point prints as one line before exiting with code 2.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -21,6 +22,12 @@ from dotenv import dotenv_values
 from shared.logs import LOG_FORMATS, LOG_LEVELS
 
 EXIT_CONFIG_ERROR = 2
+# The longest duration any setting may take unless its reader says otherwise: librdkafka's ceiling for its
+# millisecond settings (2^31 - 1 ms, about 24.8 days), far below what overflows a timer or a datetime.
+MAX_DURATION = (2**31 - 1) / 1000
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 T = TypeVar("T")
 
@@ -136,25 +143,53 @@ class Env:
         minimum: float | None = None,
         maximum: float | None = None,
         exclusive_minimum: bool = False,
+        exclusive_maximum: bool = False,
         help: str = "",
         unit: str = "",
     ) -> float:
         self.document(name, default, help, unit)
-        expected = _range_text("a number", minimum, maximum, exclusive_minimum)
+        expected = _range_text("a number", minimum, maximum, exclusive_minimum, exclusive_maximum)
         value = self._get(name, default, float, expected)
         too_low = minimum is not None and (value <= minimum if exclusive_minimum else value < minimum)
-        if not math.isfinite(value) or too_low or (maximum is not None and value > maximum):
+        too_high = maximum is not None and (value >= maximum if exclusive_maximum else value > maximum)
+        if not math.isfinite(value) or too_low or too_high:
             raise ConfigError(f"{name}={self.raw(name)!r}: expected {expected}")
         return value
 
-    def duration(self, name: str, default: float, *, minimum: float = 0.0, help: str = "") -> float:
-        """Seconds, from a Go-style duration such as `5m` or `30s`."""
+    def duration(
+        self, name: str, default: float, *, minimum: float = 0.0, maximum: float = MAX_DURATION, help: str = ""
+    ) -> float:
+        """Seconds, from a Go-style duration such as `5m` or `30s`, within [minimum, maximum]."""
         self.document(name, format_duration(default), help, "duration")
-        expected = f"a duration such as 30s, 5m or 1h (at least {minimum:g}s)"
+        expected = (
+            f"a duration such as 30s, 5m or 1h, from {format_duration(minimum)} to {format_duration(maximum)}"
+        )
         value = self._get(name, default, parse_duration, expected)
-        if not math.isfinite(value) or value < minimum:
+        if not math.isfinite(value) or not minimum <= value <= maximum:
             raise ConfigError(f"{name}={self.raw(name)!r}: expected {expected}")
         return value
+
+    def boolean(self, name: str, default: bool, *, help: str = "") -> bool:
+        """`true`/`false` (also 1/0, yes/no, on/off, any case)."""
+        self.document(name, "true" if default else "false", help, "true|false")
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+    def bind_host(self, name: str, default: str, *, help: str = "") -> str:
+        """An address to listen on: an IPv4 or IPv6 address, or a host name."""
+        self.document(name, default, help, "address")
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if not is_host(raw):
+            raise ConfigError(f"{name}={raw!r}: expected an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name")
+        return raw
 
     def choice(self, name: str, default: str, choices: tuple[str, ...], *, help: str = "") -> str:
         self.document(name, default, help, "|".join(choices))
@@ -175,9 +210,21 @@ class Env:
             raise ConfigError(f"{name}={text!r}: expected a comma-separated list of host:port")
         for broker in brokers:
             host, sep, port = broker.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
                 raise ConfigError(f"{name}={text!r}: expected a comma-separated list of host:port")
         return ",".join(brokers)
+
+
+def is_host(text: str) -> bool:
+    """An IP address literal, or a DNS name whose labels are 1-63 letters, digits or hyphens (253 at most)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return True
+    labels = text.removesuffix(".").split(".")
+    return len(text) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def format_duration(seconds: float) -> str:
@@ -202,14 +249,27 @@ def _default_text(default: object) -> str:
     return str(default)
 
 
-def _range_text(kind: str, minimum: float | None, maximum: float | None, exclusive: bool = False) -> str:
-    if minimum is not None and maximum is not None:
-        return f"{kind} from {minimum:g} to {maximum:g}"
-    if minimum is not None:
-        return f"{kind} {'>' if exclusive else '>='} {minimum:g}"
-    if maximum is not None:
-        return f"{kind} <= {maximum:g}"
+def _range_text(
+    kind: str, minimum: float | None, maximum: float | None, exclusive: bool = False, exclusive_max: bool = False
+) -> str:
+    low = None if minimum is None else f"{'>' if exclusive else '>='} {_number_text(minimum)}"
+    high = None if maximum is None else f"{'<' if exclusive_max else '<='} {_number_text(maximum)}"
+    if low is not None and high is not None:
+        if not exclusive and not exclusive_max:
+            return f"{kind} from {_number_text(minimum)} to {_number_text(maximum)}"
+        return f"{kind} {low} and {high}"
+    if low is not None or high is not None:
+        return f"{kind} {low or high}"
     return kind
+
+
+def _number_text(value: float | None) -> str:
+    """Whole numbers in full (65535, not 6.5535e+04), others as %g."""
+    if isinstance(value, int):
+        return str(value)
+    if value is not None and float(value).is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return f"{value:g}"
 
 
 def exit_on_config_error(service: str, error: ConfigError) -> NoReturn:
@@ -225,10 +285,15 @@ class CommonSettings:
     brokers: str
     log_level: str
     log_format: str
+    metrics_host: str  # the address /metrics, /healthz and /readyz listen on
     metrics_port: int
     startup_attempts: int
     startup_backoff_max: float
     topic_replication_factor: int | None  # None: the cluster's default
+
+
+DEFAULT_METRICS_HOST = "127.0.0.1"  # loopback outside containers; the images set METRICS_HOST=0.0.0.0
+MAX_STARTUP_ATTEMPTS = 10_000
 
 
 def load_common(env: Env, *, default_metrics_port: int) -> CommonSettings:
@@ -237,8 +302,13 @@ def load_common(env: Env, *, default_metrics_port: int) -> CommonSettings:
         brokers=env.broker_list("REDPANDA_BROKERS", "localhost:9092"),
         log_level=env.choice("LOG_LEVEL", "info", LOG_LEVELS),
         log_format=env.choice("LOG_FORMAT", "text", LOG_FORMATS),
+        metrics_host=env.bind_host(
+            "METRICS_HOST",
+            DEFAULT_METRICS_HOST,
+            help="address /metrics, /healthz and /readyz listen on; 0.0.0.0 (all interfaces) inside containers",
+        ),
         metrics_port=env.integer("METRICS_PORT", default_metrics_port, minimum=0, maximum=65535),
-        startup_attempts=env.integer("STARTUP_ATTEMPTS", 10, minimum=1),
-        startup_backoff_max=env.duration("STARTUP_BACKOFF_MAX", 10.0, minimum=0.01),
+        startup_attempts=env.integer("STARTUP_ATTEMPTS", 10, minimum=1, maximum=MAX_STARTUP_ATTEMPTS),
+        startup_backoff_max=env.duration("STARTUP_BACKOFF_MAX", 10.0, minimum=0.01, maximum=3600.0),
         topic_replication_factor=rf or None,
     )

@@ -1,7 +1,10 @@
 """The HTTP side of observability: /metrics (Prometheus text), /healthz and /readyz.
 
 Runs in a daemon thread so the service loop never waits on a scrape. Port 0
-binds a free port (tests); `server.port` tells which.
+binds a free port (tests); `server.port` tells which. It binds loopback unless
+told otherwise (METRICS_HOST; containers set 0.0.0.0 so Prometheus can
+scrape them), and as shared.http_server it serves a bounded number of
+connections, each request within REQUEST_TIMEOUT, with one-line error logs.
 """
 
 from __future__ import annotations
@@ -9,11 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from shared.http_server import BoundedHandler, BoundedHTTPServer
+
 log = logging.getLogger(__name__)
+
+DEFAULT_HOST: Final = "127.0.0.1"
+MAX_CONNECTIONS: Final = 16  # Prometheus, a probe or two and a person with curl need far fewer
+REQUEST_TIMEOUT: Final = 10.0  # seconds; Prometheus's default scrape timeout is 10 s too
 
 
 class HealthServer:
@@ -24,13 +33,23 @@ class HealthServer:
         port: int,
         ready: Callable[[], bool],
         registry: CollectorRegistry = REGISTRY,
-        host: str = "0.0.0.0",  # noqa: S104 - scraped from outside the container
+        host: str = DEFAULT_HOST,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self._ready = ready
         self._registry = registry
-        handler = self._handler_class()
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._host = host
+        self._server = BoundedHTTPServer(
+            host,
+            port,
+            self._handler_class(),
+            name="metrics server",
+            max_connections=max_connections,
+            request_timeout=request_timeout,
+            logger=log,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
 
     @property
@@ -39,37 +58,47 @@ class HealthServer:
 
     def start(self) -> HealthServer:
         self._thread.start()
-        log.info("serving /metrics, /healthz and /readyz on port %d", self.port, extra={"port": self.port})
+        log.info(
+            "serving /metrics, /healthz and /readyz on port %d (bound to %s)",
+            self.port,
+            self._host,
+            extra={"port": self.port, "host": self._host},
+        )
         return self
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BoundedHandler]:
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(BoundedHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, generate_latest(outer._registry), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    self._send(200, b"ok\n")
-                elif path == "/readyz":
-                    ready = outer._ready()
-                    self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
-                else:
-                    self._send(404, b"not found\n")
+                try:
+                    answer = outer._answer(path)
+                except Exception as exc:  # noqa: BLE001 - a failing collector or ready() is a 500 and one line, not a dead scrape thread
+                    self.server.note(f"{path} error", "%s failed: %s: %s", path, type(exc).__name__, exc)
+                    answer = (500, b"internal error\n", "text/plain; charset=utf-8")
+                self._send(*answer)
 
-            def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                """Scrapes every few seconds would drown the service's own log."""
-
         return Handler
+
+    def _answer(self, path: str) -> tuple[int, bytes, str]:
+        text = "text/plain; charset=utf-8"
+        if path == "/metrics":
+            return 200, generate_latest(self._registry), CONTENT_TYPE_LATEST
+        if path == "/healthz":
+            return 200, b"ok\n", text
+        if path == "/readyz":
+            ready = self._ready()
+            return (200, b"ready\n", text) if ready else (503, b"not ready\n", text)
+        return 404, b"not found\n", text

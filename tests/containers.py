@@ -51,6 +51,12 @@ def run_compose(*args: str, files: tuple[Path, ...] = (COMPOSE_FILE,), env_file:
     return subprocess.run([*command, *args], capture_output=True, text=True, env=environment, timeout=60)
 
 
+def env_file(path: Path, **values: str) -> Path:
+    """A .env at `path`: .env.example with `values` appended (a later line wins, as in Compose)."""
+    path.write_text(ENV_EXAMPLE.read_text() + "".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
 def compose_config(*, files: tuple[Path, ...] = (COMPOSE_FILE,), env_file: Path = ENV_EXAMPLE,
                    profiles: tuple[str, ...] = ()) -> dict[str, Any]:
     """The validated, fully resolved compose model; fails with Compose's own message if invalid."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from alerter.slack_stand_in import SlackStandIn
+from slack_stand_in import SlackStandIn
 from tests.alerter_support import AlerterProcess, alert_env, alerts_by_device, wait_until
 from tests.integration.test_publisher import Publisher, Record, env_for, read_topic, scrape
 from tests.support import PrivateCluster

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from alerter.slack_stand_in import SlackStandIn
 from shared.kafka import ensure_topic
+from slack_stand_in import SlackStandIn
 from tests.alerter_support import WEBHOOK_PATH, AlerterProcess, alert_env
 
 

@@ -29,9 +29,9 @@ from alerter.sender import AlertSender, Completion, PendingAlert, Result
 from alerter.service import AlerterService
 from alerter.settings import AlerterSettings, Secret, load_settings
 from alerter.slack import WebhookClient, alert_message, encode_message
-from alerter.slack_stand_in import SlackStandIn
 from shared.config import Env
 from shared.kafka import consumer_config, ensure_topic, producer_config
+from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
     WEBHOOK_PATH,
     AlerterProcess,

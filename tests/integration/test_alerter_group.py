@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from alerter.slack_stand_in import SlackStandIn
+from slack_stand_in import SlackStandIn
 from tests.alerter_support import AlerterProcess, alert_count, alerts_by_device, produce, reading, wait_until
 
 pytestmark = pytest.mark.integration

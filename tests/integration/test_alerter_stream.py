@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from alerter.slack_stand_in import SlackStandIn
 from shared.codec import decode_alert
+from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
     WEBHOOK_PATH,
     AlerterProcess,

@@ -19,11 +19,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.skipif(not (REPO / "publisher" / "__main__.py").exists(), reason="the publisher is not built yet")
 def test_demo_shows_an_alert_and_stops_cleanly_on_ctrl_c(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
-    """The demo starts stand-in, alerter and publisher with prefixed output; an alert block is printed by the
-    stand-in; SIGINT stops publisher, alerter and stand-in in that order, each with exit code 0."""
+    """The demo uses the cluster REDPANDA_BROKERS names and starts stand-in, alerter and publisher with prefixed
+    output; an alert block is printed by the stand-in; the publisher's HIGH TEMP lines are folded into the demo's
+    summary lines; SIGINT stops publisher, alerter and stand-in in that order, each with exit code 0."""
     env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        **{k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"},
+        "REDPANDA_BROKERS": kafka_bootstrap,  # as a user's .env would name their own cluster
         "SLACK_WEBHOOK_URL": "",  # never a real Slack from a test, whatever .env says
         "CONSUMER_GROUP": f"demo-{unique}",
         "ALERT_TOPIC": f"demo-alerts-{unique}",
@@ -51,6 +52,7 @@ def test_demo_shows_an_alert_and_stops_cleanly_on_ctrl_c(kafka_bootstrap: str, u
         wait_until(
             lambda: any("🔥 GPU IS MELTING 🔥" in line for line in lines), 90, "an alert printed by the stand-in"
         )
+        wait_until(lambda: any("readings delivered" in line for line in lines), 30, "a summary line of the demo")
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
     finally:
@@ -66,6 +68,13 @@ def test_demo_shows_an_alert_and_stops_cleanly_on_ctrl_c(kafka_bootstrap: str, u
         re.MULTILINE,
     )
     assert re.search(r"^\[publisher\] ", output, re.MULTILINE)
+    assert f"using the Kafka cluster at {kafka_bootstrap}" in output
+    assert "Published HIGH TEMP" not in output, "the summary stands for them"
+    assert re.search(
+        r"^\[demo\] +last 10s: \d+ readings delivered, \d+ above 80°C; hottest now \S+ at [\d.]+°C; \d+ alerts sent$",
+        output,
+        re.MULTILINE,
+    )
     stops = re.findall(r"^\[demo\] +(\w+) \(pid (\d+)\) exited with (-?\d+)$", output, re.MULTILINE)
     assert [(name, code) for name, _, code in stops] == [("publisher", "0"), ("alerter", "0"), ("slack", "0")]
     for _, pid, _ in stops:

@@ -5,7 +5,7 @@ Dockerfile's ENTRYPOINT/CMD (or the compose service's entrypoint/command) as Bui
 the environment is the image's ENV overlaid with the compose service's `environment` as the
 Compose CLI resolves it, and only the compose network's host names are mapped: the brokers to the
 test cluster, slack-stand-in to a stand-in started here from its compose command, ports to free
-ones. Topic and group names get a fresh suffix so runs never share records.
+ones, metrics bound to loopback. Topic and group names get a fresh suffix so runs never share records.
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ def _mapped(environment: dict[str, str], *, bootstrap: str, stand_in: str, uniqu
             mapped = f"{mapped}-{unique}"
         env[key] = mapped
     assert "redpanda-" not in " ".join(env.values()), "every compose host name is mapped"
+    assert env["METRICS_HOST"] == "0.0.0.0", "compose opens the metrics port to Prometheus on the compose network"
+    env["METRICS_HOST"] = "127.0.0.1"  # tests listen on loopback only
     env["METRICS_PORT"] = str(_free_port())
     return env
 

@@ -35,7 +35,7 @@ def run_publisher(tmp_path: Path, env: dict[str, str], args: tuple[str, ...] = (
         ({"ABNORMAL_PROBABILITY": "1.5"}, (), "ABNORMAL_PROBABILITY='1.5': expected a number from 0 to 1"),
         ({"INTERVAL_MS": "-5"}, (), "INTERVAL_MS=-5: expected an integer >= 0"),
         ({"REDPANDA_BROKERS": " , "}, (), "REDPANDA_BROKERS=' , ': expected a comma-separated list of host:port"),
-        ({"SIMULATOR_SEED": "abc"}, (), "SIMULATOR_SEED='abc': expected an integer >= 0"),
+        ({"SIMULATOR_SEED": "abc"}, (), "SIMULATOR_SEED='abc': expected an integer from 0 to 3402823669"),
         ({"LOG_LEVEL": "loud"}, (), "LOG_LEVEL='loud': expected one of debug, info, warning, error"),
         ({}, ("--bogus",), "unrecognized arguments: --bogus (usage: gpu-temp-publisher [--ticks N] [--stdout])"),
         ({}, ("--ticks", "zero"), "argument --ticks: expected an integer >= 1, got 'zero' (usage: gpu-temp-publisher"),

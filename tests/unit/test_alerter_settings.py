@@ -28,7 +28,7 @@ def test_defaults_are_the_originals() -> None:
     assert settings.alert_topic == "gpu-temperature-alerts"
     assert settings.dlq_topic == "gpu-temperature-dlq"
     assert settings.common.brokers == "localhost:9092"
-    assert settings.common.metrics_port == 9101
+    assert settings.common.metrics_port == 8702
 
 
 def test_values_are_read_and_converted() -> None:
@@ -60,7 +60,7 @@ def test_values_are_read_and_converted() -> None:
         ("TEMPERATURE_THRESHOLD", "nan", "TEMPERATURE_THRESHOLD='nan'"),
         ("ALERT_COOLDOWN", "5 minutes", "ALERT_COOLDOWN='5 minutes': expected a duration"),
         ("CONSUMER_OFFSET_RESET", "newest", "CONSUMER_OFFSET_RESET='newest': expected one of latest, earliest"),
-        ("MAX_PENDING_ALERTS", "0", "MAX_PENDING_ALERTS=0: expected an integer >= 1"),
+        ("MAX_PENDING_ALERTS", "0", "MAX_PENDING_ALERTS=0: expected an integer from 1 to 1000000"),
         ("SOURCE_TOPIC", "bad topic!", "SOURCE_TOPIC='bad topic!': expected a topic name"),
         ("REDPANDA_BROKERS", "nohostport", "REDPANDA_BROKERS='nohostport'"),
         ("METRICS_PORT", "70000", "METRICS_PORT=70000"),
@@ -103,6 +103,10 @@ def _alerter(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Comp
         ({"SLACK_WEBHOOK_URL": URL, "TEMPERATURE_THRESHOLD": "-5"}, "TEMPERATURE_THRESHOLD='-5'"),
         ({"SLACK_WEBHOOK_URL": URL, "ALERT_COOLDOWN": "soon"}, "ALERT_COOLDOWN='soon'"),
         ({"SLACK_WEBHOOK_URL": "not a url"}, "SLACK_WEBHOOK_URL: expected an http(s) URL"),
+        ({"SLACK_WEBHOOK_URL_FILE": "/nonexistent/slack_webhook_url"}, "SLACK_WEBHOOK_URL_FILE='/nonexistent/"),
+        ({"SLACK_WEBHOOK_URL": "http://hooks.slack.com/services/T/B/x"}, "plain http:// would send the secret"),
+        ({"SLACK_WEBHOOK_URL": URL, "ALERT_COOLDOWN": "1e306"}, "ALERT_COOLDOWN='1e306'"),
+        ({"SLACK_WEBHOOK_URL": URL, "METRICS_HOST": "0.0.0.0:9101"}, "METRICS_HOST='0.0.0.0:9101'"),
     ],
 )
 def test_entry_point_exits_2_with_one_line(env: dict[str, str], expected: str, tmp_path: Path) -> None:
@@ -154,3 +158,137 @@ def test_help_prints_usage_and_exits_0(tmp_path: Path) -> None:
     assert result.stdout.startswith("usage: gpu-temp-alert [-h]")
     assert "environment variables" in result.stdout
     assert result.stderr == ""
+
+
+def test_webhook_url_from_a_file(tmp_path: Path) -> None:
+    """SLACK_WEBHOOK_URL_FILE names a file holding the URL (a Docker or Kubernetes secret), trailing newline and all."""
+    secret = tmp_path / "slack_webhook_url"
+    secret.write_text(URL + "\n")
+    settings = load_settings(Env({"SLACK_WEBHOOK_URL_FILE": str(secret)}))
+    assert settings.webhook_url.reveal() == URL
+    assert "SECRETTOKEN" not in repr(settings)
+
+
+def _file_error(tmp_path: Path, content: bytes | None, name: str = "url") -> str:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        load_settings(Env({"SLACK_WEBHOOK_URL_FILE": str(path)}))
+    message = str(error.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"SLACK_WEBHOOK_URL_FILE='{path}'") or message.startswith("SLACK_WEBHOOK_URL_FILE:")
+    return message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such file"),
+        (b"", "the file is empty"),
+        (b"  \n\n", "the file is empty"),
+        (b"\xff\xfe" + URL.encode(), "not UTF-8 text"),
+        (f"{URL}\n{URL}\n".encode(), "expected the webhook URL alone on one line"),
+        (b"x" * (64 * 1024 + 1), "larger than 64 KiB"),
+    ],
+)
+def test_unusable_webhook_file_is_one_line_naming_it(tmp_path: Path, content: bytes | None, expected: str) -> None:
+    """A missing, empty, non-UTF-8, multi-line or huge secret file is one ConfigError naming the variable and path."""
+    assert expected in _file_error(tmp_path, content)
+
+
+def test_unreadable_webhook_file_is_one_line(tmp_path: Path) -> None:
+    """A directory, or a path through a regular file, cannot be read: one line saying so."""
+    assert "not a regular file" in _file_error(tmp_path, None, name="")
+    (tmp_path / "plain").write_text("x")
+    assert "cannot read it (Not a directory)" in _file_error(tmp_path, None, name="plain/url")
+
+
+def test_webhook_file_content_is_never_echoed(tmp_path: Path) -> None:
+    """A file holding something that is not a webhook URL names the variable, never the content."""
+    message = _file_error(tmp_path, b"hooks.slack.com/services/T0/B0/FILESECRET\n")
+    assert "FILESECRET" not in message
+    assert "expected an http(s) URL" in message
+
+
+def test_webhook_url_and_file_both_set_is_an_error(tmp_path: Path) -> None:
+    """Setting both is ambiguous: one line naming both variables."""
+    secret = tmp_path / "url"
+    secret.write_text(URL)
+    with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL and SLACK_WEBHOOK_URL_FILE are both set"):
+        load_settings(Env({"SLACK_WEBHOOK_URL": URL, "SLACK_WEBHOOK_URL_FILE": str(secret)}))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:3001/services/stand-in",
+        "http://127.9.9.9/x",
+        "http://localhost:3001/x",
+        "http://[::1]:3001/x",
+        "https://hooks.slack.com/services/T0/B0/x",
+    ],
+)
+def test_https_or_loopback_http_is_accepted(url: str) -> None:
+    """https anywhere, and plain http to a loopback address (a local stand-in), need no extra setting."""
+    assert load_settings(Env({"SLACK_WEBHOOK_URL": url})).webhook_url.reveal() == url
+
+
+@pytest.mark.parametrize("url", ["http://hooks.slack.com/services/T0/B0/x", "http://slack-stand-in:3001/x",
+                                 "http://10.0.0.5/x"])
+def test_plain_http_elsewhere_is_refused_unless_allowed(url: str) -> None:
+    """A plain http:// webhook off loopback would send the secret in clear: refused unless SLACK_ALLOW_HTTP=true."""
+    with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL: plain http:// would send the secret") as error:
+        load_settings(Env({"SLACK_WEBHOOK_URL": url}))
+    assert url not in str(error.value)
+    allowed = load_settings(Env({"SLACK_WEBHOOK_URL": url, "SLACK_ALLOW_HTTP": "true"}))
+    assert allowed.webhook_url.reveal() == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://" + "a" * 64 + ".slack.com/services/x",
+        "https://hooks..slack.com/x",
+        "https://hooks.slack.com:0/x",
+        "https://hooks.slack.com/services/x y",
+        "https://hooks.slack.com/services/x\u202e",
+        "https://" + "a." * 130 + "com/x",
+    ],
+)
+def test_webhook_url_a_client_cannot_use_is_refused_at_start_up(url: str) -> None:
+    """A 64-character host label, an empty label, port 0, spaces or control characters: a ConfigError at start-up
+    (not an error escaping from the start-up notice), without echoing the URL."""
+    with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL: expected an http") as error:
+        load_settings(Env({"SLACK_WEBHOOK_URL": url}))
+    assert url not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ALERT_COOLDOWN", "1e306"),
+        ("ALERT_COOLDOWN", "169h"),
+        ("SLACK_TIMEOUT", "1e10"),
+        ("SLACK_TIMEOUT", "5m1s"),
+        ("TEMPERATURE_THRESHOLD", "10000"),
+        ("TEMPERATURE_THRESHOLD", "1e300"),
+        ("MAX_CLOCK_SKEW", "25h"),
+        ("MAX_PENDING_ALERTS", "1000001"),
+        ("COMMIT_INTERVAL", "61m"),
+        ("SHUTDOWN_TIMEOUT", "11m"),
+        ("SLACK_BACKOFF_MAX", "2h"),
+        ("STARTUP_ATTEMPTS", "10001"),
+        ("CONSUMER_SESSION_TIMEOUT", "61m"),
+    ],
+)
+def test_values_that_would_fail_later_are_refused_at_start_up(name: str, value: str) -> None:
+    """A cooldown of 1e306 s (OverflowError on use), a Slack timeout of 1e10 s, a threshold no reading can exceed
+    (readings carry at most 10,000 °C), and every other number past its bound: one ConfigError at start-up."""
+    with pytest.raises(ConfigError, match=f"^{name}="):
+        load_settings(Env({"SLACK_WEBHOOK_URL": URL, name: value}))
+
+
+def test_highest_threshold_a_reading_can_exceed_is_accepted() -> None:
+    """Just below the readings' ceiling is still a threshold some reading can cross."""
+    assert load_settings(Env({"SLACK_WEBHOOK_URL": URL, "TEMPERATURE_THRESHOLD": "9999.99"})).threshold == 9999.99

@@ -73,7 +73,7 @@ def test_other_offsets_are_normalised_to_aware_datetimes() -> None:
     ("raw", "reason"),
     [
         (b"not json", "malformed JSON"),
-        (b"", "malformed JSON"),
+        (b"", "empty record"),
         (None, "empty record"),
         (b"[1,2,3]", "invalid field"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "temperature"}).encode(), "temperature"),

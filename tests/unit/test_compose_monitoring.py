@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -12,14 +12,24 @@ from prometheus_client import CollectorRegistry
 
 from alerter.metrics import AlerterMetrics
 from publisher.metrics import PublisherMetrics
-from tests.containers import DASHBOARD, REPO, compose_config, dashboard_queries, promql_metric_names, queryable_names
+from tests.containers import (
+    DASHBOARD,
+    REPO,
+    compose_config,
+    dashboard_queries,
+    env_file,
+    promql_metric_names,
+    queryable_names,
+)
 
 DEPLOY = REPO / "deploy"
+GRAFANA_PASSWORD = "test-only-password"  # noqa: S105 - a value for the test's own .env file
 
 
 @pytest.fixture(scope="module")
-def config() -> dict[str, Any]:
-    return compose_config(profiles=("monitoring",))
+def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    env = env_file(tmp_path_factory.mktemp("env") / ".env", GRAFANA_ADMIN_PASSWORD=GRAFANA_PASSWORD)
+    return compose_config(env_file=env, profiles=("monitoring",))
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +45,51 @@ def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
     return {v["target"]: Path(v["source"]) for v in service["volumes"] if v["type"] == "bind"}
 
 
+def _prometheus_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
+    """prometheus.yml as the container reads it, and the container's bind mounts."""
+    mounts = _bind_mounts(config["services"]["prometheus"])
+    return yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text()), mounts
+
+
+def _in_container(mounts: dict[str, Path], container_path: PurePosixPath) -> Path:
+    """The host file a container path resolves to through the bind mounts (a file mount or one under a folder)."""
+    for target, source in mounts.items():
+        if container_path == PurePosixPath(target):
+            return source
+        if PurePosixPath(target) in container_path.parents:
+            return source / container_path.relative_to(target)
+    raise AssertionError(f"{container_path} is not mounted into the Prometheus container")
+
+
 def test_prometheus_scrapes_each_service_on_its_metrics_port(config: dict[str, Any]) -> None:
     """Each scrape target is a compose service and the METRICS_PORT that service is given."""
-    mounts = _bind_mounts(config["services"]["prometheus"])
-    prometheus_yml = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus_yml["scrape_configs"]}
+    prometheus_yml, mounts = _prometheus_config(config)
+    jobs = {job["job_name"]: job for job in prometheus_yml["scrape_configs"]}
     for service in ("gpu-temp-publisher", "gpu-temp-alert"):
         port = config["services"][service]["environment"]["METRICS_PORT"]
-        assert targets[service] == [f"{service}:{port}"]
-    assert targets["redpanda"] == ["redpanda-1:9644", "redpanda-2:9644"]
+        assert jobs[service]["static_configs"][0]["targets"] == [f"{service}:{port}"]
+    target_files = [PurePosixPath("/etc/prometheus") / name for name in jobs["redpanda"]["file_sd_configs"][0]["files"]]
+    targets = yaml.safe_load(_in_container(mounts, target_files[0]).read_text())
+    assert targets == [{"targets": ["redpanda-1:9644", "redpanda-2:9644"]}]
+
+
+def test_prometheus_loads_every_rule_file_and_alerts_the_profiles_alertmanager(config: dict[str, Any]) -> None:
+    """The rule glob, read next to the mounted config, matches every file of deploy/prometheus/rules/; alerts go to
+    the Alertmanager service on its container port."""
+    prometheus_yml, mounts = _prometheus_config(config)
+    shipped = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
+    assert shipped
+    loaded: list[Path] = []
+    for pattern in prometheus_yml["rule_files"]:
+        container_glob = PurePosixPath("/etc/prometheus") / pattern
+        folder = _in_container(mounts, container_glob.parent)
+        loaded += sorted(folder.glob(container_glob.name))
+    assert loaded == shipped
+    alertmanager = config["services"]["alertmanager"]
+    targets = prometheus_yml["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == [f"alertmanager:{alertmanager['ports'][0]['target']}"]
+    config_file = _bind_mounts(alertmanager)["/etc/alertmanager/alertmanager.yml"]
+    assert config_file == DEPLOY / "alertmanager" / "alertmanager.yml"
 
 
 def test_grafana_provisions_prometheus_and_the_dashboard(config: dict[str, Any]) -> None:

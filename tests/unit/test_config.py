@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,116 @@ def test_durations_must_be_finite(raw: str) -> None:
     """A NaN or infinite duration (never-firing commit timer, cooldown that never holds) is refused."""
     with pytest.raises(ConfigError, match="COMMIT_INTERVAL"):
         Env({"COMMIT_INTERVAL": raw}).duration("COMMIT_INTERVAL", 1.0)
+
+
+@pytest.mark.parametrize("raw", ["1e306", "1e10", "596h32m", "9999999999h"])
+def test_durations_have_an_upper_bound(raw: str) -> None:
+    """A duration beyond the reader's maximum (by default librdkafka's 2^31 - 1 ms) is refused, not overflowed later."""
+    with pytest.raises(ConfigError, match=r"ALERT_COOLDOWN='.*': expected a duration .* to 596h31m23.647s"):
+        Env({"ALERT_COOLDOWN": raw}).duration("ALERT_COOLDOWN", 300.0)
+    with pytest.raises(ConfigError, match=r"expected a duration such as 30s, 5m or 1h, from 50ms to 5m"):
+        Env({"SLACK_TIMEOUT": "5m1s"}).duration("SLACK_TIMEOUT", 10.0, minimum=0.05, maximum=300.0)
+    assert Env({"SLACK_TIMEOUT": "5m"}).duration("SLACK_TIMEOUT", 10.0, minimum=0.05, maximum=300.0) == 300.0
+
+
+def test_exclusive_maximum() -> None:
+    """A threshold that must be below a reading's ceiling refuses the ceiling itself."""
+    with pytest.raises(ConfigError, match="> 0 and < 10000"):
+        Env({"T": "10000"}).number("T", 1.0, minimum=0, maximum=10_000, exclusive_minimum=True, exclusive_maximum=True)
+    assert Env({"T": "9999.5"}).number("T", 1.0, minimum=0, maximum=10_000, exclusive_maximum=True) == 9999.5
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("TRUE", True), ("1", True), ("yes", True),
+                                            ("false", False), ("0", False), ("Off", False), ("", False)])
+def test_boolean(raw: str, value: bool) -> None:
+    """Booleans take the usual spellings in any case; unset or blank is the default."""
+    assert Env({"B": raw}).boolean("B", False) is value
+
+
+def test_boolean_refuses_anything_else() -> None:
+    """`maybe` is not a boolean: one line naming the variable."""
+    with pytest.raises(ConfigError, match="SLACK_ALLOW_HTTP='maybe': expected true or false"):
+        Env({"SLACK_ALLOW_HTTP": "maybe"}).boolean("SLACK_ALLOW_HTTP", False)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "metrics.internal"])
+def test_bind_host_accepts_addresses_and_names(host: str) -> None:
+    """METRICS_HOST takes an IPv4 or IPv6 address or a host name."""
+    assert Env({"METRICS_HOST": host}).bind_host("METRICS_HOST", "127.0.0.1") == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:9100", "http://0.0.0.0", "a b", "-x", "a" * 64, "x\r\nInjected: 1"])
+def test_bind_host_refuses_anything_else(host: str) -> None:
+    """A port, a URL, spaces or a 64-character label is not an address to listen on."""
+    with pytest.raises(ConfigError, match="METRICS_HOST="):
+        Env({"METRICS_HOST": host}).bind_host("METRICS_HOST", "127.0.0.1")
+
+
+def test_metrics_host_defaults_to_loopback() -> None:
+    """Outside containers the health endpoints listen on 127.0.0.1 unless METRICS_HOST says otherwise."""
+    from shared.config import load_common  # noqa: PLC0415
+
+    assert load_common(Env({}), default_metrics_port=9100).metrics_host == "127.0.0.1"
+    assert load_common(Env({"METRICS_HOST": "0.0.0.0"}), default_metrics_port=9100).metrics_host == "0.0.0.0"
+
+
+def test_unicode_digits_in_a_port_are_a_config_error() -> None:
+    """`host:²` (a digit to str.isdigit, not to int) is refused as a ConfigError, not a bare ValueError."""
+    with pytest.raises(ConfigError, match="REDPANDA_BROKERS"):
+        Env({"REDPANDA_BROKERS": "h:²"}).broker_list("REDPANDA_BROKERS", "localhost:9092")
+
+
+numberish = st.one_of(
+    st.text(),
+    st.text(alphabet="0123456789.-+eE_ nainfhmsuµ:,", max_size=30),
+    st.floats().map(str),
+    st.integers().map(str),
+    st.builds(lambda n, u: f"{n}{u}", st.floats(min_value=0), st.sampled_from(["ns", "us", "ms", "s", "m", "h"])),
+)
+
+
+@given(raw=numberish, low=st.integers(-100, 100), span=st.integers(0, 10**6))
+def test_integer_reader_gives_a_value_in_bounds_or_a_config_error(raw: str, low: int, span: int) -> None:
+    """Whatever the text, Env.integer returns a value within [minimum, maximum] or raises ConfigError."""
+    try:
+        value = Env({"X": raw}).integer("X", low, minimum=low, maximum=low + span)
+    except ConfigError:
+        return
+    assert low <= value <= low + span
+
+
+@given(raw=numberish, low=st.floats(-1e6, 1e6), span=st.floats(0, 1e9))
+def test_number_reader_gives_a_value_in_bounds_or_a_config_error(raw: str, low: float, span: float) -> None:
+    """Whatever the text, Env.number returns a finite value within [minimum, maximum] or raises ConfigError."""
+    try:
+        value = Env({"X": raw}).number("X", low, minimum=low, maximum=low + span)
+    except ConfigError:
+        return
+    assert math.isfinite(value)
+    assert low <= value <= low + span
+
+
+@given(raw=numberish, low=st.floats(0, 10), span=st.floats(0, 1e7))
+def test_duration_reader_gives_a_value_in_bounds_or_a_config_error(raw: str, low: float, span: float) -> None:
+    """Whatever the text, Env.duration returns finite seconds within [minimum, maximum] or raises ConfigError."""
+    try:
+        value = Env({"X": raw}).duration("X", low, minimum=low, maximum=low + span)
+    except ConfigError:
+        return
+    assert math.isfinite(value)
+    assert low <= value <= low + span
+
+
+@given(raw=st.text())
+def test_other_readers_give_a_value_or_a_config_error(raw: str) -> None:
+    """Whatever the text, the choice, boolean, host and broker-list readers return a value or raise ConfigError."""
+    env = Env({"X": raw})
+    for read in (
+        lambda: env.choice("X", "text", ("text", "json")),
+        lambda: env.boolean("X", False),
+        lambda: env.bind_host("X", "127.0.0.1"),
+        lambda: env.broker_list("X", "localhost:9092"),
+        lambda: env.string("X", "d"),
+    ):
+        with contextlib.suppress(ConfigError):
+            read()

@@ -21,7 +21,7 @@ def test_defaults_are_the_originals() -> None:
     assert settings.max_ticks is None
     assert settings.topic_partitions == 6
     assert settings.common.topic_replication_factor is None
-    assert settings.common.metrics_port == 9100
+    assert settings.common.metrics_port == 8701
     assert settings.flush_timeout == 30.0
     assert settings.max_buffered_readings == 500_000
     assert settings.delivery_timeout == 0.0
@@ -72,11 +72,11 @@ def test_ticks_option_overrides_max_ticks() -> None:
         ({"REDPANDA_BROKERS": " , "}, [], r"REDPANDA_BROKERS=' , ': expected a comma-separated list of host:port"),
         ({"REDPANDA_BROKERS": "localhost"}, [], r"REDPANDA_BROKERS='localhost': expected a comma-separated list"),
         ({"REDPANDA_TOPIC": "gpu temps"}, [], r"REDPANDA_TOPIC='gpu temps': expected a topic name"),
-        ({"SIMULATOR_SEED": "-3"}, [], r"SIMULATOR_SEED=-3: expected an integer >= 0"),
-        ({"MAX_TICKS": "-1"}, [], r"MAX_TICKS=-1: expected an integer >= 0"),
+        ({"SIMULATOR_SEED": "-3"}, [], r"SIMULATOR_SEED=-3: expected an integer from 0 to 34028236\d{31}$"),
+        ({"MAX_TICKS": "-1"}, [], r"MAX_TICKS=-1: expected an integer from 0 to 1000000000000"),
         ({"TOPIC_PARTITIONS": "0"}, [], r"TOPIC_PARTITIONS=0: expected an integer from 1"),
         ({"FLUSH_TIMEOUT": "soon"}, [], r"FLUSH_TIMEOUT='soon': expected a duration"),
-        ({"DELIVERY_TIMEOUT": "1000h"}, [], r"DELIVERY_TIMEOUT='1000h': expected a duration of at most 596h"),
+        ({"DELIVERY_TIMEOUT": "1000h"}, [], r"DELIVERY_TIMEOUT='1000h': expected a duration .* to 596h31m23.647s"),
         ({"NUM_DEVICES": "100", "MAX_BUFFERED_READINGS": "99"}, [], r"MAX_BUFFERED_READINGS=99: .*NUM_DEVICES \(100\)"),
         ({"LOG_FORMAT": "xml"}, [], r"LOG_FORMAT='xml': expected one of text, json"),
         ({"METRICS_PORT": "70000"}, [], r"METRICS_PORT=70000: expected an integer from 0 to 65535"),

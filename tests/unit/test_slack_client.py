@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+import requests
 
 from alerter.settings import Secret
 from alerter.slack import RETRY_AFTER_MAX, Attempt, Outcome, WebhookClient, encode_message, notice_message
-from alerter.slack_stand_in import SlackStandIn
+from shared.logs import configure_logging
+from slack_stand_in import SlackStandIn
+from tests.raw_http import RawHttpServer
 
 WEBHOOK_PATH = "services/T0SECRET/B0SECRET/tokentokentoken"
 PAYLOAD = encode_message(notice_message("hello", "#c"))
@@ -149,3 +152,58 @@ def test_secret_never_prints() -> None:
     assert "SECRET" not in str(secret)
     assert "SECRET" not in f"{secret}"
     assert secret.reveal().endswith(WEBHOOK_PATH)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_broken_header_line_does_not_leak_the_url_into_the_log(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A response with a malformed header line makes urllib3 log the full request URL at WARNING, with a traceback;
+    the log handler blanks the webhook's URL and path and makes it one line, whatever the format."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("info", fmt)
+        with RawHttpServer() as server:
+            client = client_for(server.url(WEBHOOK_PATH))
+            attempt = client.post(PAYLOAD)
+            client.close()
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert server.requests == 1
+    assert attempt.outcome is Outcome.ACCEPTED
+    assert "Failed to parse headers (url=********)" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "(HeaderParsingError)" in err
+    assert "SECRET" not in err
+    assert "tokentoken" not in err
+
+
+def test_an_unusable_url_is_one_refused_attempt_not_an_exception() -> None:
+    """A host label of 64 characters makes urllib3 raise LocationParseError (not a requests error); the post is one
+    REJECTED attempt with reason `invalid_url`, which names the error type and never the URL."""
+    client = client_for("http://" + "a" * 64 + f".localhost:9/{WEBHOOK_PATH}")
+    attempt, retries = deliver(client)
+    assert (attempt.outcome, attempt.reason, attempt.error) == (Outcome.REJECTED, "invalid_url", "LocationParseError")
+    assert retries == []
+    assert "SECRET" not in attempt.describe()
+    assert "aaaa" not in repr(attempt)
+
+
+class _ExplodingSession(requests.Session):
+    """A session whose transport fails with an error no HTTP library documents (a bug, an encoder, memory)."""
+
+    def post(self, *_args: object, **_kwargs: object) -> requests.Response:
+        raise RuntimeError(f"boom while posting to https://hooks.slack.com/{WEBHOOK_PATH}")
+
+
+def test_any_other_error_of_a_post_is_a_failed_attempt_with_its_type_only() -> None:
+    """Whatever a post raises becomes one retryable attempt (reason `error`, the exception's type), never an exception
+    that ends the sender or the start-up notice, and never the exception's text (it may hold the URL)."""
+    client = WebhookClient(Secret(f"https://hooks.slack.com/{WEBHOOK_PATH}"), timeout=1, backoff_max=0.01,
+                           session=_ExplodingSession())
+    attempt = client.post(PAYLOAD)
+    assert (attempt.outcome, attempt.reason, attempt.error) == (Outcome.RETRY, "error", "RuntimeError")
+    assert "SECRET" not in attempt.describe()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta, timezone
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerter.slack import (
@@ -18,6 +19,7 @@ from alerter.slack import (
     notice_message,
     rfc1123,
 )
+from shared.text import UNSAFE_CATEGORIES, is_unsafe
 from tests.alerter_support import MOMENT, make_alert
 
 
@@ -82,13 +84,37 @@ def test_untrusted_text_is_escaped_everywhere_it_appears() -> None:
     assert "<" not in encode_message(message).decode()
 
 
-@given(st.text())
-def test_escaped_text_has_no_raw_control_characters_and_round_trips(text: str) -> None:
-    """Escaping leaves no raw `<` or `>` and is reversible, so nothing is lost but the meaning to Slack."""
+@given(st.text().filter(lambda t: not any(is_unsafe(c) for c in t)))
+def test_escaping_printable_text_round_trips(text: str) -> None:
+    """Printable text (any script, emoji) loses nothing but its meaning to Slack: `&`, `<`, `>` come back."""
     escaped = escape(text)
     assert "<" not in escaped
     assert ">" not in escaped
     assert escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text
+
+
+HOSTILE = ["\u202e", "\u2066", "\u200b", "\u200d", "\u2028", "\u2029", "\x85", "\x9b", "\r", "\n", "\x00", "\ud800"]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.text(max_size=4), st.sampled_from([*HOSTILE, "<", ">", "&"])), max_size=10).map("".join))
+def test_escaped_text_has_nothing_hidden_or_line_breaking(text: str) -> None:
+    """Whatever a reading's text holds, the escaped form has no Unicode control, format, surrogate or line/paragraph
+    separator character, no raw `<` or `>`, and every `&` starts one of Slack's three entities."""
+    escaped = escape(text)
+    assert [c for c in escaped if unicodedata.category(c) in UNSAFE_CATEGORIES] == []
+    assert "<" not in escaped
+    assert ">" not in escaped
+    assert escaped.count("&") == sum(escaped.count(e) for e in ("&amp;", "&lt;", "&gt;"))
+    assert len(escaped.splitlines()) <= 1
+
+
+def test_a_host_name_cannot_disguise_itself_in_slack() -> None:
+    """A bidi override, zero-width space, newline or U+2028 in a host name shows up as its escape in the message."""
+    alert = make_alert(host_name="node\u202eC°02 :erutarepmeT", device_id="gpu-1\u200b\nTemperature: 20°C\u2028")
+    fields = {f["title"]: f.get("value") for f in alert_message(alert, "#c")["attachments"][0]["fields"]}
+    assert fields["Host"] == "node\\u202eC°02 :erutarepmeT"
+    assert fields["Device ID"] == "gpu-1\\u200b\\nTemperature: 20°C\\u2028"
 
 
 @pytest.mark.parametrize(

@@ -1,41 +1,65 @@
 """A local stand-in for Slack's incoming webhooks: a real HTTP server for the demo, the tests and the soak.
 
 It answers like Slack (200 `ok`; 400 `invalid_payload` for a body that is not
-a JSON object with a non-empty `text` or `attachments`), keeps what it
-accepted, prints each message as one readable block, and can be told to
-misbehave for a while or for a number of requests: answer an error status,
-answer 429 with `Retry-After`, or hang without answering.
+a JSON object with a non-empty `text` or `attachments`, or that it could not
+show), keeps the last messages it accepted, prints each message as one
+readable block, and can be told to misbehave for a while or for a number of
+requests: answer an error status, answer 429 with `Retry-After`, or hang
+without answering.
 
-    python -m alerter.slack_stand_in [--host H] [--port P] [--quiet]
+    gpu-temp-slack-stand-in [--host H] [--port P] [--keep N] [--quiet]
+    python -m slack_stand_in ...         (the same)
 
 Control (JSON over HTTP, so another process can drive it):
     POST /_control   {"mode": "error"|"rate_limit"|"hang"|"ok", "status": 500, "retry_after": 1 (or an HTTP date),
                       "hold": 30, "count": N, "seconds": S, "probability": 1.0}
-    GET  /_received  {"messages": [{"path", "message", "at"}...], "requests", "refused", "invalid"}
-                     (`?after=N`: only the messages after the first N, for pollers of long runs)
+                     every value is checked (types, ranges, no control characters): a bad one is a 400 with one line
+    GET  /_received  {"messages": [{"path", "message", "at"}...], "first", "accepted", "requests", "refused", "invalid"}
+                     `?after=N`: only messages accepted after the first N. Only the last `keep` messages are kept
+                     (default 10,000; the counts stay exact): `first` is the number of messages accepted before the
+                     first one listed, so `first - N` messages after N were dropped by the bound
     GET  /_stats     the counts alone: {"accepted", "requests", "refused", "invalid"}
     POST /_reset     forget everything and behave
     GET  /healthz    200 ok
 Any other POST is a webhook post, whatever its path.
+
+It is a tool people run on their machines, so it is as careful as the
+services: a bounded number of connections, each request within a deadline
+(shared.http_server), text from posts shown with control characters escaped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
+from shared.http_server import BoundedHandler, BoundedHTTPServer
+from shared.logs import configure_logging
+from shared.text import visible
+
+log = logging.getLogger("slack_stand_in")
+
 MAX_BODY = 1024 * 1024
 MODES = ("ok", "error", "rate_limit", "hang")
+DEFAULT_KEEP = 10_000  # messages kept for /_received and `received`; an alert message is a few KiB
+MAX_CONNECTIONS = 64
+REQUEST_TIMEOUT = 30.0  # seconds for one request to arrive (and for a keep-alive connection to stay idle)
+MAX_HOLD = 600.0  # seconds a hanging request may be held
+MAX_SECONDS = 7 * 24 * 3600.0
+MAX_RETRY_AFTER = 24 * 3600.0
+MAX_COUNT = 10**9
+MAX_HEADER_TEXT = 64
 
 
 @dataclass(frozen=True)
@@ -56,7 +80,12 @@ class Answer:
 
 @dataclass(frozen=True)
 class Behaviour:
-    """How to answer webhook posts; a misbehaviour ends after `count` requests or `seconds`, if given."""
+    """How to answer webhook posts; a misbehaviour ends after `count` requests or `seconds`, if given.
+
+    Every value is checked on construction (from Python or from /_control): a
+    wrong type, a number out of range (NaN included) or a Retry-After text with
+    control characters (a CRLF would add response headers) is a ValueError.
+    """
 
     mode: str = "ok"
     status: int = 500
@@ -66,76 +95,125 @@ class Behaviour:
     seconds: float | None = None
     probability: float = 1.0  # share of requests that misbehave (the soak's "10 % of requests")
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if not _is_int(self.status) or not 100 <= self.status <= 599:
+            raise ValueError("status must be an integer from 100 to 599")
+        if isinstance(self.retry_after, str):
+            text = self.retry_after
+            if not 0 < len(text) <= MAX_HEADER_TEXT or not all(" " <= c <= "~" for c in text):
+                raise ValueError(f"retry_after text must be 1 to {MAX_HEADER_TEXT} printable ASCII characters")
+        else:
+            object.__setattr__(self, "retry_after", _number("retry_after", self.retry_after, MAX_RETRY_AFTER))
+        object.__setattr__(self, "hold", _number("hold", self.hold, MAX_HOLD))
+        if self.count is not None and (not _is_int(self.count) or not 0 <= self.count <= MAX_COUNT):
+            raise ValueError(f"count must be an integer from 0 to {MAX_COUNT}")
+        if self.seconds is not None:
+            object.__setattr__(self, "seconds", _number("seconds", self.seconds, MAX_SECONDS))
+        object.__setattr__(self, "probability", _number("probability", self.probability, 1.0))
+
     @classmethod
     def from_json(cls, data: Any) -> Behaviour:
         """A behaviour from a control request; raises ValueError saying what is wrong."""
-        if not isinstance(data, dict) or data.get("mode", "ok") not in MODES:
-            raise ValueError(f"expected an object with mode one of {', '.join(MODES)}")
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object with mode one of {', '.join(MODES)}")  # noqa: TRY004 - one error type for every bad request
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
-        behaviour = cls(
-            mode=str(data.get("mode", "ok")),
-            status=int(data.get("status", 500)),
-            retry_after=_retry_after(data.get("retry_after", 1.0)),
-            hold=float(data.get("hold", 30.0)),
-            count=None if data.get("count") is None else int(data["count"]),
-            seconds=None if data.get("seconds") is None else float(data["seconds"]),
-            probability=float(data.get("probability", 1.0)),
-        )
-        if not 100 <= behaviour.status <= 599 or not 0.0 <= behaviour.probability <= 1.0:
-            raise ValueError("status must be 100-599 and probability 0-1")
-        return behaviour
+            raise ValueError(f"unknown keys: {', '.join(sorted(visible(str(k))[:40] for k in unknown))}")
+        return cls(**data)
 
 
-def _retry_after(value: Any) -> float | str:
-    return value if isinstance(value, str) else float(value)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(name: str, value: Any, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be a number from 0 to {maximum:g}")  # NaN fails the range test too
+    return float(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(body: bytes) -> Any:
+    """JSON as Slack reads it: no NaN or Infinity; too deep or too big is a ValueError like any other bad body."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def validate(body: bytes) -> dict[str, Any] | None:
-    """The message if Slack would accept it, else None."""
+    """The message if Slack would accept it and it can be shown, else None."""
+    parsed = _parse(body)
+    return None if parsed is None else parsed[0]
+
+
+def _parse(body: bytes) -> tuple[dict[str, Any], str] | None:
+    """(message, its rendering with the time left for later), or None for a body to refuse with invalid_payload."""
     try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        message = _loads(body)
+    except ValueError:  # UnicodeDecodeError included
         return None
-    return message if isinstance(message, dict) and _well_formed(message) else None
+    if not isinstance(message, dict) or not _well_formed(message):
+        return None
+    try:
+        block = render(message, 0.0)
+    except Exception:  # noqa: BLE001 - what cannot be shown is refused, never accepted and then lost
+        return None
+    return message, block
 
 
 def _well_formed(message: dict[str, Any]) -> bool:
-    """A string `text`, a list of attachment objects with lists of field objects, and one of them non-empty."""
+    """A string `text`, a list of attachment objects with lists of field objects, and one of them non-empty.
+
+    `null` counts as absent, as in Slack's own decoding.
+    """
     text = message.get("text")
     attachments = message.get("attachments")
-    if (text is not None and not isinstance(text, str)) or not _objects(attachments, allow_none=True):
+    if (text is not None and not isinstance(text, str)) or not _objects(attachments):
         return False
-    if not all(_objects(a.get("fields"), allow_none=True) for a in attachments or []):
+    if not all(_objects(a.get("fields")) for a in attachments or []):
         return False
     return bool(text) or bool(attachments)
 
 
-def _objects(value: Any, *, allow_none: bool) -> bool:
-    if value is None:
-        return allow_none
-    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+def _objects(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(item, dict) for item in value))
+
+
+def _show(value: Any) -> str:
+    """One line of text from a post, as it would read: control, format and separator characters escaped."""
+    return visible(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+
+
+def _show_lines(value: Any) -> list[str]:
+    """Text that may span lines (a message's text): each line shown on its own, everything else escaped."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return [visible(line) for line in text.split("\n")]
 
 
 def render(message: dict[str, Any], at: float) -> str:
     """One readable block per message, as a person would want to see it in a terminal."""
     clock = time.strftime("%H:%M:%S", time.localtime(at))
-    sender = message.get("username", "webhook")
-    icon = message.get("icon_emoji", "")
-    channel = message.get("channel", "(default channel)")
+    sender = _show(message.get("username") or "webhook")
+    icon = _show(message.get("icon_emoji") or "")
+    channel = _show(message.get("channel") or "(default channel)")
     lines = [f"── Slack {channel} · {sender} {icon} · {clock} " + "─" * 20]
     if message.get("text"):
-        lines.append(str(message["text"]))
-    for attachment in message.get("attachments", []):
-        colour = attachment.get("color", "")
-        lines.append(f"{attachment.get('title', '')}  [{colour}]".strip())
+        lines += _show_lines(message["text"])
+    for attachment in message.get("attachments") or []:
+        colour = _show(attachment.get("color") or "")
+        lines.append(f"{_show(attachment.get('title') or '')}  [{colour}]".strip())
         if attachment.get("text"):
-            lines.append(str(attachment["text"]))
-        for field in attachment.get("fields", []):
-            lines.append(f"  {field.get('title', '')}: {field.get('value', '')}")
+            lines += _show_lines(attachment["text"])
+        for field in attachment.get("fields") or []:
+            lines.append(f"  {_show(field.get('title') or '')}: {_show(field.get('value') or '')}")
         if attachment.get("footer"):
-            lines.append(f"  — {attachment['footer']}")
+            lines.append(f"  — {_show(attachment['footer'])}")
     return "\n".join(lines)
 
 
@@ -149,22 +227,37 @@ class SlackStandIn:
         *,
         echo: TextIO | None = None,
         rng: Callable[[], float] = random.random,
+        keep: int = DEFAULT_KEEP,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
         self._echo = echo
+        self._echo_lock = threading.Lock()
         self._rng = rng
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._behaviour = Behaviour()
         self._remaining: int | None = None
         self._until: float | None = None
-        self._received: list[Received] = []
-        self._answers: list[Answer] = []
+        self.keep = keep
+        self._received: deque[Received] = deque(maxlen=keep)
+        self._answers: deque[Answer] = deque(maxlen=keep)
         self._changed = threading.Condition(self._lock)
+        self.accepted = 0  # exact, however many `keep` lets it remember
         self.requests = 0
         self.refused = 0
         self.invalid = 0
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer(
+            host,
+            port,
+            self._handler_class(),
+            name="slack stand-in",
+            max_connections=max_connections,
+            request_timeout=request_timeout,
+            logger=log,
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-stand-in", daemon=True
         )
@@ -203,12 +296,13 @@ class SlackStandIn:
 
     @property
     def received(self) -> list[Received]:
+        """The last `keep` messages accepted, oldest first (`accepted` counts them all)."""
         with self._lock:
             return list(self._received)
 
     @property
     def answers(self) -> list[Answer]:
-        """Every webhook post in arrival order, with the status it got."""
+        """The last `keep` webhook posts in arrival order, with the status each got."""
         with self._lock:
             return list(self._answers)
 
@@ -227,7 +321,7 @@ class SlackStandIn:
         with self._lock:
             self._received.clear()
             self._answers.clear()
-            self.requests = self.refused = self.invalid = 0
+            self.accepted = self.requests = self.refused = self.invalid = 0
             self._set(Behaviour())
 
     # -- how it answers --------------------------------------------------------------------------
@@ -274,27 +368,40 @@ class SlackStandIn:
         entry = Received(path, message, time.time())
         with self._changed:
             self._received.append(entry)
+            self.accepted += 1
             self._changed.notify_all()
         if self._echo is not None:
-            self._echo.write(render(message, entry.at) + "\n")
-            self._echo.flush()
+            self._print(self._echo, render(message, entry.at))
+
+    def _print(self, echo: TextIO, block: str) -> None:
+        """Echo a message; a closed or broken stdout costs one log line, never the answer to the post."""
+        try:
+            with self._echo_lock:
+                echo.write(block + "\n")
+                echo.flush()
+        except (OSError, ValueError) as exc:
+            self._server.note("echo", "cannot print a message: %s", type(exc).__name__)
 
     def _snapshot(self, after: int = 0, messages: bool = True) -> dict[str, Any]:
         with self._lock:
             snapshot: dict[str, Any] = {
-                "accepted": len(self._received),
+                "accepted": self.accepted,
                 "requests": self.requests,
                 "refused": self.refused,
                 "invalid": self.invalid,
             }
             if messages:
-                snapshot["messages"] = [asdict(r) for r in self._received[max(0, after) :]]
+                first_kept = self.accepted - len(self._received)
+                first = max(after, first_kept)
+                kept = list(self._received)[first - first_kept :] if first < self.accepted else []
+                snapshot["first"] = min(first, self.accepted)
+                snapshot["messages"] = [asdict(r) for r in kept]
             return snapshot
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[BoundedHandler]:
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(BoundedHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Slack offers
             disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
 
@@ -304,7 +411,10 @@ class SlackStandIn:
                     self._answer(200, b"ok")
                 elif url.path in ("/_received", "/_stats"):
                     after = parse_qs(url.query).get("after", ["0"])[0]
-                    snapshot = stand_in._snapshot(int(after) if after.isdigit() else 0, url.path == "/_received")
+                    if not (after.isascii() and after.isdigit() and len(after) <= 18):
+                        self._answer(400, b"invalid_after: expected ?after=N with N a whole number >= 0")
+                        return
+                    snapshot = stand_in._snapshot(int(after), url.path == "/_received")
                     self._answer(200, json.dumps(snapshot).encode(), "application/json")
                 else:
                     self._answer(404, b"not_found")
@@ -357,9 +467,9 @@ class SlackStandIn:
 
             def _control(self, body: bytes) -> None:
                 try:
-                    behaviour = Behaviour.from_json(json.loads(body))
+                    behaviour = Behaviour.from_json(_loads(body))
                 except (ValueError, TypeError) as exc:
-                    self._answer(400, f"invalid control request: {exc}".encode())
+                    self._answer(400, f"invalid control request: {visible(str(exc))}".encode())
                     return
                 stand_in.behave(behaviour)
                 self._answer(200, b"ok")
@@ -373,7 +483,11 @@ class SlackStandIn:
                     self.close_connection = True
                     self._answer(400, b"invalid_payload")
                     return None
-                return self.rfile.read(length)
+                body = self.rfile.read(length)
+                if len(body) < length:  # the client went away mid-body: nobody to answer
+                    self.close_connection = True
+                    return None
+                return body
 
             def _answer(
                 self, status: int, body: bytes, content_type: str = "text/plain", headers: dict[str, str] | None = None
@@ -386,20 +500,39 @@ class SlackStandIn:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                """Each accepted message is printed as a block already; access lines would only add noise."""
-
         return Handler
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return value
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu-temp-slack-stand-in", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3001, help="port (default 3001; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=_bounded_int(0, 65535), default=3001, help="port (default 3001; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--keep",
+        type=_bounded_int(1, 10_000_000),
+        default=DEFAULT_KEEP,
+        help=f"how many of the last messages /_received keeps (default {DEFAULT_KEEP:,}; counts stay exact)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the messages received")
     args = parser.parse_args(argv)
+    configure_logging("info", "text")
     try:
-        server = SlackStandIn(args.host, args.port, echo=None if args.quiet else sys.stdout)
+        server = SlackStandIn(args.host, args.port, echo=None if args.quiet else sys.stdout, keep=args.keep)
     except OSError as exc:
         sys.stderr.write(f"slack stand-in: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
         return 1
