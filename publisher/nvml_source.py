@@ -16,6 +16,7 @@ module only calls the binding. Each tick reads every selected GPU:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -46,15 +47,21 @@ class NvmlUnavailable(Exception):
     """NVML cannot be used on this machine (no library, no driver); the message says which, in one line."""
 
 
-def error_name(error: BaseException) -> str:
-    """NVML_ERROR_GPU_IS_LOST -> `GPU_IS_LOST`: short, stable, for metric labels and state."""
+@functools.cache
+def _error_names() -> dict[int, str]:
     import pynvml  # noqa: PLC0415 - the binding is imported only where NVML is used
 
+    return {
+        value: name.removeprefix("NVML_ERROR_")
+        for name, value in vars(pynvml).items()
+        if name.startswith("NVML_ERROR_") and isinstance(value, int)
+    }
+
+
+def error_name(error: BaseException) -> str:
+    """NVML_ERROR_GPU_IS_LOST -> `GPU_IS_LOST`: short, stable, for metric labels and state."""
     code = getattr(error, "value", None)
-    for name in dir(pynvml):
-        if name.startswith("NVML_ERROR_") and getattr(pynvml, name) == code:
-            return name.removeprefix("NVML_ERROR_")
-    return "UNKNOWN"
+    return _error_names().get(code, "UNKNOWN") if isinstance(code, int) else "UNKNOWN"
 
 
 def open_nvml() -> ModuleType:
