@@ -2,7 +2,7 @@
 
 Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM); 1 when the cluster
 stays unreachable, a topic cannot be created, a Kafka client error ends the
-loop or the Slack sender thread dies (one line each; what was committed stays,
+loop or the notifier thread dies (one line each; what was committed stays,
 the rest is read again after a restart); 2 for a bad setting or option.
 
 Shutdown fits compose's 45 s stop_grace_period with the defaults: undelivered
@@ -20,17 +20,17 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
-from alerter.bootstrap import CLIENT_ID, build, kafka_logger, prepare_topics
+from alerter.bootstrap import CLIENT_ID, SLACK_BACKOFF_INITIAL, build, kafka_logger, prepare_topics
 from alerter.metrics import AlerterMetrics
-from alerter.sender import SenderStopped
-from alerter.service import AlerterService
+from alerter.receiver import Outcome, Retry, deliver
+from alerter.service import AlerterService, NotifierStopped
 from alerter.settings import AlerterSettings, load_settings, parse_args
-from alerter.slack import SHUTDOWN_TEXT, STARTUP_TEXT, Outcome, WebhookClient, encode_message, notice_message
+from alerter.slack import SHUTDOWN_TEXT, STARTUP_TEXT, WebhookClient, encode_message, notice_message
 from shared.config import ConfigError, Env, exit_on_config_error, load_environment
 from shared.health import HealthServer
-from shared.kafka import admin_client, await_cluster
+from shared.kafka import admin_client, await_cluster, error_text
 from shared.logs import configure_logging
 from shared.signals import stop_on_signals
 
@@ -96,24 +96,24 @@ def _run(
     service, client = build(settings, metrics, layout)
     holder.append(service)
     try:
-        _notify(client, STARTUP_TEXT, settings.slack_channel, stop)
+        _notify(client, STARTUP_TEXT, settings, stop)
         return serve(service, client, settings.slack_channel, stop)
     finally:
         client.close()
 
 
 def serve(service: AlerterService, client: WebhookClient, channel: str, stop: threading.Event) -> int:
-    """Run the loop until `stop`, then say goodbye; 1 (after one line) when a Kafka error or a dead sender ends it."""
+    """Run the loop until `stop`, then say goodbye; 1 (after one line) when a Kafka error or a dead notifier ends it."""
     code = 0
     try:
         service.run(stop)
     except KafkaException as exc:
         log.error(  # noqa: TRY400 - one clear line; offsets committed before stay, the rest is read again
             "stopping on a Kafka error: %s; the records not yet committed will be read again after a restart",
-            _kafka_error(exc),
+            error_text(exc, detail=True),
         )
         code = 1
-    except SenderStopped as exc:
+    except NotifierStopped as exc:
         log.error("%s", exc)  # noqa: TRY400 - one clear line
         code = 1
     began = service.shutdown_started if service.shutdown_started is not None else time.monotonic()
@@ -123,13 +123,15 @@ def serve(service: AlerterService, client: WebhookClient, channel: str, stop: th
     return code
 
 
-def _notify(client: WebhookClient, text: str, channel: str, stop: threading.Event) -> None:
+def _notify(client: WebhookClient, text: str, settings: AlerterSettings, stop: threading.Event) -> None:
     """The start-up notice: a few short tries, and a warning if Slack does not take it."""
-    attempt = client.deliver(
-        encode_message(notice_message(text, channel)),
+    payload = encode_message(notice_message(text, settings.slack_channel))
+    attempt = deliver(
+        lambda: client.post(payload, timeout=NOTICE_TIMEOUT),
+        Retry(initial=SLACK_BACKOFF_INITIAL, maximum=settings.slack_backoff_max),
+        name="Slack",
         wait=lambda delay: not stop.wait(min(delay, 2.0)),
         attempts=NOTICE_ATTEMPTS,
-        timeout=NOTICE_TIMEOUT,
     )
     if attempt.outcome is not Outcome.ACCEPTED:
         log.warning("could not send the notification %r to Slack: %s", text, attempt.describe())
@@ -143,13 +145,6 @@ def _say_goodbye(client: WebhookClient, channel: str, left: float) -> None:
     attempt = client.post(encode_message(notice_message(SHUTDOWN_TEXT, channel)), timeout=min(NOTICE_TIMEOUT, left))
     if attempt.outcome is not Outcome.ACCEPTED:
         log.warning("could not send the notification %r to Slack: %s", SHUTDOWN_TEXT, attempt.describe())
-
-
-def _kafka_error(exc: KafkaException) -> str:
-    error = exc.args[0] if exc.args else None
-    if isinstance(error, KafkaError):
-        return f"{error.str()} ({error.name()}{', fatal' if error.fatal() else ''})"
-    return str(exc)
 
 
 if __name__ == "__main__":

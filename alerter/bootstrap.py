@@ -10,24 +10,30 @@ import logging
 import queue
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from alerter.cooldown_store import CooldownStore
-from alerter.dead_letter import DeadLetters
+from alerter.adapters.alerts_log import AlertsLog
+from alerter.adapters.dead_letters import DeadLetters
+from alerter.adapters.readings import ReadingsSource
+from alerter.adapters.slack_receiver import SlackReceiver
+from alerter.domain.notification import Result
 from alerter.metrics import AlerterMetrics
-from alerter.sender import AlertSender, Completion
+from alerter.notifier import Notifier
+from alerter.receiver import Retry
 from alerter.service import AlerterService
 from alerter.settings import AlerterSettings
 from alerter.slack import WebhookClient
+from alerter.watch import ClusterWatch
 from shared.kafka import consumer_config, ensure_topic, producer_config
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "gpu-temp-alert"
+SLACK_BACKOFF_INITIAL: Final = 0.25  # seconds before the first retry of a post (SLACK_BACKOFF_MAX caps the growth)
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ def prepare_topics(settings: AlerterSettings, admin: AdminClient, timeout: float
     """Create the alerts and dead-letter topics when missing, with as many partitions as the readings topic.
 
     Equal partition counts let each instance restore cooldowns from one alerts
-    partition (see cooldown_store.py). Replication: TOPIC_REPLICATION_FACTOR,
+    partition (see adapters/alerts_log.py). Replication: TOPIC_REPLICATION_FACTOR,
     else the cluster's default.
     """
     metadata = admin.list_topics(timeout=timeout)
@@ -82,12 +88,23 @@ def build(
     *,
     client_id: str = CLIENT_ID,
     consumer_overrides: Mapping[str, Any] | None = None,
+    producer_overrides: Mapping[str, Any] | None = None,
 ) -> tuple[AlerterService, WebhookClient]:
-    """The service wired to real Kafka and Slack clients; `consumer_overrides` (tests) join the consumer's config."""
+    """The service wired to real Kafka and Slack clients; the overrides (tests) join the clients' configs."""
     brokers = settings.common.brokers
     logger = kafka_logger()
-    producer = Producer(producer_config(brokers, f"{client_id}-producer", logger=logger))
-    store = CooldownStore(
+    watch = ClusterWatch(settings.source_topic)
+    producer = Producer(
+        producer_config(
+            brokers,
+            f"{client_id}-producer",
+            logger=logger,
+            error_cb=lambda error: watch.error(error, "producer"),
+            # Alerts and dead letters are few: send each at once rather than wait for a batch to fill.
+            **{"linger.ms": 0, **(producer_overrides or {})},
+        )
+    )
+    alerts_log = AlertsLog(
         producer,
         lambda: Consumer(
             consumer_config(
@@ -98,16 +115,13 @@ def build(
         settings.source_topic,
         layout.alert_partitions,
     )
-    dead_letters = DeadLetters(producer, settings.dlq_topic)
-    client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout, backoff_max=settings.slack_backoff_max)
-    completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-    sender = AlertSender(
-        client=client,
-        store=store,
-        dead_letters=dead_letters,
-        producer=producer,
-        metrics=metrics,
-        completions=completions,
+    client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout)
+    results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+    notifier = Notifier(
+        SlackReceiver(client, settings.slack_channel),
+        results,
+        metrics,
+        Retry(initial=SLACK_BACKOFF_INITIAL, maximum=settings.slack_backoff_max),
     )
     config = consumer_config(
         brokers,
@@ -125,12 +139,13 @@ def build(
     )
     service = AlerterService(
         settings=settings,
-        consumer_config=config,
-        sender=sender,
-        store=store,
-        dead_letters=dead_letters,
+        source=ReadingsSource(config, settings.source_topic, settings.threshold),
+        alerts_log=alerts_log,
+        dead_letters=DeadLetters(producer, settings.dlq_topic),
         producer=producer,
+        notifier=notifier,
+        results=results,
+        watch=watch,
         metrics=metrics,
-        completions=completions,
     )
     return service, client

@@ -1,4 +1,4 @@
-"""Slack incoming-webhook messages (pure formatting) and the webhook client (one attempt, and a retry loop).
+"""Slack incoming-webhook messages (pure formatting) and the webhook client (one attempt per call).
 
 Formatting reproduces the Go original field by field, including what its JSON
 `omitempty` tags drop (an empty GPU model, the Time field's `short: false`),
@@ -9,17 +9,14 @@ cannot start a new line or reverse its text to read `Temperature: 20°C`.
 
 The client never puts the webhook URL in an exception, a log line or a repr:
 failures are described by status, Slack's short body, or the exception type.
+Retries are not its business: alerter.receiver.deliver decides when to try again.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any, Final
 
 import msgspec
@@ -28,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader, LocationValueError
 from urllib3.util import Retry
 
+from alerter.receiver import Attempt, Outcome
 from alerter.settings import Secret
 from shared.models import AlertEvent
 from shared.text import visible
@@ -126,59 +124,21 @@ def encode_message(message: dict[str, Any]) -> bytes:
     return _encoder.encode(message)
 
 
-class Outcome(Enum):
-    ACCEPTED = "accepted"
-    RETRY = "retry"  # worth another try: timeout, connection error, 5xx, 429
-    REJECTED = "rejected"  # Slack refuses this request for good (4xx other than 429): a configuration error
-
-
-@dataclass(frozen=True)
-class Attempt:
-    outcome: Outcome
-    reason: str  # a metric label: accepted, timeout, connection, server_error, rate_limited, rejected,
-    # invalid_url, error (anything else that failed)
-    status: int | None = None
-    body: str = ""
-    retry_after: float | None = None  # seconds Slack asked us to wait (429)
-    error: str = ""  # exception type for transport failures; never the URL, never the exception's text
-
-    def describe(self) -> str:
-        if self.status is not None:
-            text = f"HTTP {self.status}"
-            return f"{text} {self.body}" if self.body else text
-        return f"{self.reason} ({self.error})" if self.error else self.reason
-
-
-RETRY_AFTER_MAX: Final = 300.0  # longer is taken as a broken header: wait this long, then ask again
 _BODY_MAX: Final = 200
 
 
 class WebhookClient:
-    """Posts JSON to the webhook; `post` is one attempt, `deliver` retries until accepted, refused or told to stop.
+    """Posts JSON to the webhook, one attempt per `post`, classified as accepted, worth a retry, or refused.
 
-    Retries are an explicit loop rather than urllib3's Retry inside requests:
-    they are unbounded (a long Slack outage must not drop an alert),
-    interruptible (shutdown, partition revoked) and counted per reason. The
-    backoff is exponential with full jitter; a 429 waits what `Retry-After`
-    says, parsed by urllib3, but at least the initial backoff (`0` or a date
-    in the past must not make the loop spin) and at most RETRY_AFTER_MAX.
+    urllib3's own retries are off (max_retries=0): retries are an explicit
+    loop (alerter.receiver.deliver), unbounded so a long Slack outage drops no
+    alert, interruptible (shutdown, partition moved) and counted per reason.
+    A 429's `Retry-After` is parsed here, by urllib3, into seconds.
     """
 
-    def __init__(
-        self,
-        url: Secret,
-        *,
-        timeout: float,
-        backoff_max: float,
-        backoff_initial: float = 0.25,
-        rng: Callable[[], float] = random.random,
-        session: requests.Session | None = None,
-    ) -> None:
+    def __init__(self, url: Secret, *, timeout: float, session: requests.Session | None = None) -> None:
         self._url = url
         self._timeout = (min(timeout, 5.0), timeout)  # (connect, read)
-        self._backoff_initial = min(backoff_initial, backoff_max)
-        self._backoff_max = backoff_max
-        self._rng = rng
         self._session = session or requests.Session()
         self._session.mount("http://", HTTPAdapter(max_retries=0))
         self._session.mount("https://", HTTPAdapter(max_retries=0))
@@ -226,45 +186,6 @@ class WebhookClient:
         if status >= 500:
             return Attempt(Outcome.RETRY, "server_error", status, body)
         return Attempt(Outcome.REJECTED, "rejected", status, body)
-
-    def backoff(self, failures: int) -> float:
-        """Seconds before the next try after `failures` failures in a row: exponential, full jitter."""
-        ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** min(failures - 1, 30))
-        return ceiling * (0.5 + 0.5 * self._rng())
-
-    def deliver(
-        self,
-        payload: bytes,
-        *,
-        wait: Callable[[float], bool],
-        on_retry: Callable[[Attempt, float], None] = lambda _attempt, _delay: None,
-        attempts: int | None = None,
-        timeout: float | None = None,
-    ) -> Attempt:
-        """Post until accepted or refused; `wait(delay)` sleeps and returns False to give up early."""
-        failures = 0
-        while True:
-            attempt = self.post(payload, timeout)
-            if attempt.outcome is not Outcome.RETRY:
-                return attempt
-            failures += 1
-            if attempts is not None and failures >= attempts:
-                return attempt
-            delay = self.backoff(failures) if attempt.retry_after is None else self._honoured(attempt.retry_after)
-            on_retry(attempt, delay)
-            if not wait(delay):
-                return attempt
-
-    def _honoured(self, retry_after: float) -> float:
-        """What `Retry-After` asked, within [initial backoff, RETRY_AFTER_MAX]."""
-        if retry_after > RETRY_AFTER_MAX:
-            log.warning(
-                "Slack asked to wait %.0fs before retrying (Retry-After); waiting %.0fs instead",
-                retry_after,
-                RETRY_AFTER_MAX,
-            )
-            return RETRY_AFTER_MAX
-        return max(retry_after, self._backoff_initial)
 
     def _parse_retry_after(self, response: requests.Response) -> float | None:
         """Seconds from now (0 for a date in the past); None when missing or unreadable."""

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from alerter.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
+from alerter.domain.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
 from bench.table import print_table
 from shared.codec import DecodeError, decode_reading
 from shared.kafka import consumer_config

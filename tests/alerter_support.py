@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from shared.models import AlertEvent, TemperatureReading
 REPO = Path(__file__).resolve().parent.parent
 MOMENT = datetime(2006, 1, 2, 15, 4, 5, 250_000, tzinfo=UTC)
 WEBHOOK_PATH = "services/T0SECRET/B0SECRET/x0x0x0SECRETx0x0x0"
+SENTINEL = "sentinel-"  # device ids of sentinel readings (see send_sentinels); never a real device
 T = TypeVar("T")
 
 
@@ -104,6 +106,31 @@ def produce(
     return [placed[i] for i in range(count)]
 
 
+def send_sentinels(bootstrap: str, topic: str) -> set[str]:
+    """One hot reading of a fresh device on every partition of `topic`; returns those devices.
+
+    It replaces "wait a moment, a repeat would arrive now": an alerter reads each partition in order
+    and posts alerts one at a time in the order it raised them, so once every sentinel's alert has arrived,
+    nothing raised from an earlier record of any partition (a repeat included) can still be on its way.
+    """
+    producer = Producer(producer_config(bootstrap, "tests-sentinels"))
+    partitions = producer.list_topics(topic, timeout=10).topics[topic].partitions
+    tag = uuid.uuid4().hex[:6]
+    devices = set()
+    for partition in partitions:
+        device = f"{SENTINEL}{tag}-{partition}"
+        devices.add(device)
+        value = encode(reading(device, 999.0, time.time()))
+        producer.produce(topic, value, key=device.encode(), partition=partition)
+    assert producer.flush(30) == 0, "every sentinel was acknowledged"
+    return devices
+
+
+def wait_for_sentinels(slack: Any, devices: set[str], timeout: float = 60.0) -> None:
+    """Until the stand-in has an alert for every sentinel device (see send_sentinels)."""
+    slack.wait_for(lambda got: devices <= set(alerts_by_device(got, sentinels=True)), timeout)
+
+
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Message]:
     """At least `expected` records of `topic` from the beginning (bounded in time), in partition/offset order."""
     consumer = Consumer(consumer_config(bootstrap, "tests-reader", f"tests-reader-{time.monotonic_ns()}", "earliest"))
@@ -138,7 +165,7 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> list[int]:
         consumer.close()
 
 
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll `condition` until it returns something truthy; fail the test with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -247,13 +274,16 @@ class AlerterProcess:
         self._log.close()
 
 
-def alerts_by_device(messages: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
-    """Alert attachments the stand-in received (notices left out), grouped by device, in arrival order."""
+def alerts_by_device(messages: Sequence[Any], *, sentinels: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Alert attachments the stand-in received (notices, and sentinels unless asked for, left out), grouped by
+    device, in arrival order; each also carries the webhook `path` it was posted to."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for received in messages:
         for attachment in received.message.get("attachments", []):
             fields = {f["title"]: f.get("value") for f in attachment["fields"]}
-            grouped.setdefault(fields["Device ID"], []).append({**attachment, "by_title": fields})
+            device = fields["Device ID"]
+            if sentinels or not device.startswith(SENTINEL):
+                grouped.setdefault(device, []).append({**attachment, "by_title": fields, "path": received.path})
     return grouped
 
 

@@ -15,6 +15,8 @@ from tests.alerter_support import (
     produce,
     read_all,
     reading,
+    send_sentinels,
+    wait_for_sentinels,
     wait_until,
 )
 
@@ -57,7 +59,7 @@ def test_kill_9_mid_stream_loses_no_alert_and_repeats_none(
     second = start_alerter()
     slack.wait_for(lambda got: alert_count(got) >= 4, 60)
     wait_until(lambda: second.metric("gpu_alerter_readings_consumed_total") >= len(later), 10, "the re-read")
-    time.sleep(1.0)  # a repeat would arrive now
+    wait_for_sentinels(slack, send_sentinels(kafka_bootstrap, topic))  # a repeat would have come before these
 
     got = alerts_by_device(slack.received)
     assert {device: [a["by_title"]["Temperature"] for a in alerts] for device, alerts in got.items()} == {

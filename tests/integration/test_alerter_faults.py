@@ -1,14 +1,14 @@
-"""Failures outside Slack's answers: Kafka client errors in the sender and the loop, a dead sender, a hanging
-Slack at shutdown. Each ends in one clear line and never loses a record: what was not done stays uncommitted.
+"""Failures outside Slack's answers: Kafka client errors while recording or parking an alert, a dead notifier, a
+fatal consumer error, a hanging Slack at shutdown. Each ends in one clear line and never loses a record: what was not
+done stays uncommitted.
 
-The in-process tests wire the alerter from its real parts, as alerter.bootstrap does, against the real cluster
-and the real stand-in; a producer limited to 1000-byte messages makes librdkafka itself refuse large records.
+The in-process tests wire the alerter with alerter.bootstrap.build, against the real cluster and the real stand-in;
+a producer limited to 1000-byte messages makes librdkafka itself refuse the record of a large alert.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,26 +20,22 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from alerter.__main__ import serve
+from alerter.adapters.alerts_log import AlertsLog, RestoreError
 from alerter.bootstrap import build, prepare_topics
-from alerter.cooldown_store import CooldownStore, RestoreError
-from alerter.dead_letter import DeadLetters
-from alerter.ledger import PartitionLedger
 from alerter.metrics import AlerterMetrics
-from alerter.sender import AlertSender, Completion, PendingAlert, Result
 from alerter.service import AlerterService
-from alerter.settings import AlerterSettings, Secret, load_settings
-from alerter.slack import WebhookClient, alert_message, encode_message
+from alerter.settings import AlerterSettings, load_settings
 from shared.config import Env
-from shared.kafka import consumer_config, ensure_topic, producer_config
+from shared.kafka import consumer_config, producer_config
 from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
     WEBHOOK_PATH,
     AlerterProcess,
     alert_count,
     alert_env,
+    alerts_by_device,
     committed,
     end_offsets,
-    make_alert,
     produce,
     reading,
     wait_until,
@@ -51,96 +47,16 @@ SMALL_MESSAGES = {"message.max.bytes": 1000}  # librdkafka's minimum; a long-nam
 LONG = "x" * 250
 
 
-def _big_alert(device: str) -> Any:
-    return make_alert(device_id=device + LONG[len(device) :], host_name=LONG, gpu_model=LONG)
-
-
-@dataclass
-class Worker:
-    sender: AlertSender
-    completions: queue.SimpleQueue[Completion]
-    producer: Producer
-
-    def submit(self, alert: Any, offset: int) -> PendingAlert:
-        pending = PendingAlert(
-            PartitionLedger(0), "readings", offset, time.time(), alert, encode_message(alert_message(alert, "#t"))
-        )
-        self.sender.submit(pending)
-        return pending
-
-    def next_result(self) -> tuple[PendingAlert, Result]:
-        try:
-            return self.completions.get(timeout=20)
-        except queue.Empty:
-            pytest.fail(f"no completion within 20s; sender alive: {self.sender.alive()}")
-
-
-@pytest.fixture
-def worker(kafka_bootstrap: str, kafka_admin: AdminClient, unique: str, slack: SlackStandIn) -> Iterator[Worker]:
-    """A started AlertSender posting to the stand-in, whose producer refuses records over 1000 bytes."""
-    for topic in (f"alerts-{unique}", f"dlq-{unique}"):
-        ensure_topic(kafka_admin, topic, partitions=1, replication_factor=2)
-    producer = Producer(producer_config(kafka_bootstrap, "tests-sender", **SMALL_MESSAGES))
-    completions: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-    client = WebhookClient(Secret(slack.webhook_url(WEBHOOK_PATH)), timeout=2.0, backoff_max=0.05)
-    sender = AlertSender(
-        client=client,
-        store=CooldownStore(producer, lambda: pytest.fail("no restore here"), f"alerts-{unique}", "readings", 1),
-        dead_letters=DeadLetters(producer, f"dlq-{unique}"),
-        producer=producer,
-        metrics=AlerterMetrics(),
-        completions=completions,
-    )
-    sender.start()
-    yield Worker(sender, completions, producer)
-    sender.stop(timeout=5)
-    producer.flush(10)
-    client.close()
-
-
-def test_refused_alert_that_cannot_be_parked_fails_alone_and_the_worker_goes_on(
-    worker: Worker, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Slack refuses an alert and its dead-letter copy raises a Kafka error: that alert is reported FAILED (its
-    record stays held), one line says why, and the next alert is still delivered by the same worker."""
-    slack.fail(404, count=1)
-    with caplog.at_level(logging.ERROR, logger="alerter.sender"):
-        first = worker.submit(_big_alert("gpu-1"), 7)
-        assert worker.next_result() == (first, Result.FAILED)
-        second = worker.submit(make_alert(device_id="gpu-2"), 8)
-        assert worker.next_result() == (second, Result.DELIVERED)
-    assert worker.sender.alive()
-    lines = [r.getMessage() for r in caplog.records if r.name == "alerter.sender" and "could not handle" in r.message]
-    assert len(lines) == 1
-    assert "Message size too large" in lines[0]
-    assert "stays uncommitted" in lines[0]
-    assert all(r.exc_info is None for r in caplog.records), "no traceback"
-    assert alert_count(slack.received) == 1
-
-
-def test_delivered_alert_whose_record_cannot_be_produced_is_still_delivered_once(
-    worker: Worker, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Slack accepts an alert but recording it on the alerts topic raises a Kafka error: it counts as delivered
-    (posting it again would repeat it in Slack), one line says its cooldown will not survive a restart, and
-    the worker goes on."""
-    with caplog.at_level(logging.ERROR, logger="alerter.sender"):
-        first = worker.submit(_big_alert("gpu-1"), 3)
-        assert worker.next_result() == (first, Result.DELIVERED)
-        second = worker.submit(make_alert(device_id="gpu-2"), 4)
-        assert worker.next_result() == (second, Result.DELIVERED)
-    assert worker.sender.alive()
-    assert alert_count(slack.received) == 2
-    lines = [r.getMessage() for r in caplog.records if "could not record a delivered alert" in r.message]
-    assert len(lines) == 1
-    assert "cooldown will not survive a restart" in lines[0]
+def big_reading(device: str, at: float) -> Any:
+    """A hot reading whose alert (as AlertEvent JSON) is over 1000 bytes."""
+    return reading(device + LONG[len(device) :], 199.0, at, host_name=LONG, gpu_model=LONG)
 
 
 def test_restore_consumer_that_cannot_be_created_is_a_restore_error(kafka_bootstrap: str) -> None:
     """A Kafka error creating the restore consumer is a RestoreError (the partition is then taken without
     restored cooldowns) rather than an exception escaping the rebalance callback."""
     producer = Producer(producer_config(kafka_bootstrap, "tests-restore"))
-    store = CooldownStore(
+    store = AlertsLog(
         producer,
         lambda: Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "g", "no.such.property": "1"}),
         "alerts",
@@ -157,7 +73,6 @@ class Running:
 
     settings: AlerterSettings
     service: AlerterService
-    sender: AlertSender
     stop: threading.Event
     thread: threading.Thread
     code: list[int]
@@ -172,23 +87,29 @@ class Running:
 def run_service(
     kafka_bootstrap: str, kafka_admin: AdminClient, unique: str, slack: SlackStandIn
 ) -> Iterator[Callable[..., Running]]:
-    """Starts `serve` on a service wired as alerter.bootstrap.build does; `consumer_overrides` join its config."""
+    """Starts `serve` on a service wired by alerter.bootstrap.build; the overrides join its clients' configs."""
     started: list[Running] = []
 
-    def start(**consumer_overrides: Any) -> Running:
+    def start(
+        consumer_overrides: dict[str, Any] | None = None, producer_overrides: dict[str, Any] | None = None
+    ) -> Running:
         settings = load_settings(Env(alert_env(kafka_bootstrap, unique, slack.webhook_url(WEBHOOK_PATH))))
         layout = prepare_topics(settings, kafka_admin)
         service, client = build(
-            settings, AlerterMetrics(), layout, client_id="tests-alerter", consumer_overrides=consumer_overrides
+            settings,
+            AlerterMetrics(),
+            layout,
+            client_id="tests-alerter",
+            consumer_overrides=consumer_overrides,
+            producer_overrides=producer_overrides,
         )
-        sender = service.sender
         stop = threading.Event()
         code: list[int] = []
         thread = threading.Thread(
             target=lambda: code.append(serve(service, client, settings.slack_channel, stop)), daemon=True
         )
         thread.start()
-        running = Running(settings, service, sender, stop, thread, code)
+        running = Running(settings, service, stop, thread, code)
         started.append(running)
         wait_until(service.ready, 60, "the service to own its partitions")
         return running
@@ -208,25 +129,76 @@ def _fully_committed(bootstrap: str, running: Running, partitions: int) -> None:
     )
 
 
-def test_dead_sender_thread_makes_it_unready_and_exit_1_with_one_line(
+def test_refused_alert_that_cannot_be_parked_fails_alone_and_the_loop_goes_on(
+    kafka_bootstrap: str,
+    readings_topic: Callable[[int], str],
+    slack: SlackStandIn,
+    run_service: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Slack refuses an alert and librdkafka refuses its dead-letter copy (too large): one line says the alert
+    failed and its record stays uncommitted, and the next alert is still delivered."""
+    topic = readings_topic(1)
+    with caplog.at_level(logging.INFO):
+        running = run_service(producer_overrides=SMALL_MESSAGES)
+        slack.fail(404, count=1)
+        now = time.time()
+        placed = produce(kafka_bootstrap, topic, [big_reading("gpu-1", now), reading("gpu-2", 180.0, now + 1)])
+        slack.wait_for(lambda got: alert_count(got) >= 1, 30)
+        group = running.settings.consumer_group
+        wait_until(lambda: committed(kafka_bootstrap, group, topic, 1) == [placed[0][1]], 10, "the commit to hold")
+        assert running.thread.is_alive()
+    lines = [r.getMessage() for r in caplog.records if "could not handle an alert" in r.getMessage()]
+    assert len(lines) == 1
+    assert "Message size too large" in lines[0]
+    assert "stays uncommitted" in lines[0]
+    assert all(r.exc_info is None for r in caplog.records), "no traceback"
+    assert sorted(alerts_by_device(slack.received)) == ["gpu-2"]
+
+
+def test_delivered_alert_whose_record_cannot_be_produced_is_still_delivered_once(
+    kafka_bootstrap: str,
+    readings_topic: Callable[[int], str],
+    slack: SlackStandIn,
+    run_service: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Slack accepts an alert whose record librdkafka refuses (too large): it counts as delivered (posting it
+    again would repeat it in Slack) and its record is committed, one line says its cooldown will not survive a
+    restart, and the next alert is delivered too."""
+    topic = readings_topic(1)
+    with caplog.at_level(logging.INFO):
+        running = run_service(producer_overrides=SMALL_MESSAGES)
+        now = time.time()
+        produce(kafka_bootstrap, topic, [big_reading("gpu-1", now), reading("gpu-2", 180.0, now + 1)])
+        slack.wait_for(lambda got: alert_count(got) >= 2, 30)
+        _fully_committed(kafka_bootstrap, running, 1)
+        assert running.thread.is_alive()
+    lines = [r.getMessage() for r in caplog.records if "could not record a delivered alert" in r.getMessage()]
+    assert len(lines) == 1
+    assert "cooldown will not survive a restart" in lines[0]
+    assert alert_count(slack.received) == 2
+
+
+def test_dead_notifier_thread_makes_it_unready_and_exit_1_with_one_line(
     kafka_bootstrap: str,
     readings_topic: Callable[[int], str],
     run_service: Callable[..., Running],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Should the Slack sender thread end while the loop runs, /readyz turns false at once and the loop stops
+    """Should the notifier thread end while the loop runs, /readyz turns false at once and the loop stops
     with exit code 1 and one line saying why; offsets committed before stay."""
     topic = readings_topic(1)
     with caplog.at_level(logging.INFO):
         running = run_service()
         produce(kafka_bootstrap, topic, [reading(f"gpu-{d}", 60.0, time.time()) for d in range(5)])
         _fully_committed(kafka_bootstrap, running, 1)
-        running.sender.stop(timeout=5)  # the thread ends as a crash would end it
+        running.service.notifier.stop(timeout=5)  # the thread ends as a crash would end it
         assert not running.service.ready()
         assert running.exit_code() == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
-    assert errors[0].startswith("the Slack sender thread ended unexpectedly with 0 alerts undelivered")
+    assert errors[0].startswith("the notifier thread ended unexpectedly with 0 alerts undelivered")
     assert all(r.exc_info is None for r in caplog.records), "no traceback"
     assert committed(kafka_bootstrap, running.settings.consumer_group, topic, 1) == end_offsets(
         kafka_bootstrap, topic, 1
@@ -245,7 +217,7 @@ def test_fatal_consumer_error_exits_1_with_one_line_and_keeps_committed_offsets(
     topic = readings_topic(1)
     instance = {"group.instance.id": f"alerter-{unique}"}
     with caplog.at_level(logging.INFO):
-        running = run_service(**instance)
+        running = run_service(consumer_overrides=instance)
         produce(kafka_bootstrap, topic, [reading(f"gpu-{d}", 60.0, time.time()) for d in range(5)])
         _fully_committed(kafka_bootstrap, running, 1)
         usurper = Consumer(

@@ -8,7 +8,16 @@ from collections.abc import Callable
 import pytest
 
 from slack_stand_in import SlackStandIn
-from tests.alerter_support import AlerterProcess, alert_count, alerts_by_device, produce, reading, wait_until
+from tests.alerter_support import (
+    AlerterProcess,
+    alert_count,
+    alerts_by_device,
+    produce,
+    reading,
+    send_sentinels,
+    wait_for_sentinels,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4
@@ -41,12 +50,16 @@ def test_two_instances_split_partitions_and_alert_each_device_once(
         [reading(d, 170.0 + k, now + k * 10 + i * 0.01) for k in range(3) for i, d in enumerate(devices)],
     )
     slack.wait_for(lambda got: alert_count(got) >= len(devices), 30)
-    time.sleep(1.0)  # a duplicate would arrive now
+    wait_for_sentinels(slack, send_sentinels(kafka_bootstrap, topic))  # a duplicate would have come before these
     got = alerts_by_device(slack.received)
     assert sorted(got) == devices
     assert all(len(alerts) == 1 for alerts in got.values()), "each device once across the group"
-    sent = [a.metric("gpu_alerter_alerts_sent_total") for a in (one, two)]
-    assert sum(sent) == len(devices)
+
+    def sent_by_each() -> list[float] | None:
+        counts = [a.metric("gpu_alerter_alerts_sent_total") for a in (one, two)]
+        return counts if sum(counts) == len(devices) + PARTITIONS else None  # and one sentinel per partition
+
+    sent = wait_until(sent_by_each, 10, "every alert to count as sent")
     assert min(sent) >= 1, f"both instances delivered alerts: {sent}"
 
     assert two.stop() == 0
@@ -54,7 +67,7 @@ def test_two_instances_split_partitions_and_alert_each_device_once(
     newcomers = [f"gpu-new-{d}" for d in range(4)]
     produce(kafka_bootstrap, topic, [reading(d, 200.0, now + 40 + i * 0.01) for i, d in enumerate(devices + newcomers)])
     slack.wait_for(lambda got: alert_count(got) >= len(devices) + len(newcomers), 30)
-    time.sleep(1.0)
+    wait_for_sentinels(slack, send_sentinels(kafka_bootstrap, topic))
     got = alerts_by_device(slack.received)
     assert sorted(got) == sorted(devices + newcomers)
     assert all(len(alerts) == 1 for alerts in got.values()), "no repeat within cooldown after the rebalance"

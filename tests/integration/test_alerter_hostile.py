@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from alerter.dead_letter import REASON, REASON_CODE
+from alerter.adapters.dead_letters import REASON, REASON_CODE
 from shared.codec import encode
 from shared.kafka import admin_client, ensure_topic, producer_config
 from tests.alerter_support import (

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from alerter.dead_letter import KIND, REASON, REASON_CODE, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
+from alerter.adapters.dead_letters import KIND, REASON, REASON_CODE, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC
 from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
     AlerterProcess,

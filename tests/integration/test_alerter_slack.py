@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from alerter.dead_letter import KIND, REASON
+from alerter.adapters.dead_letters import KIND, REASON
 from shared.codec import decode_alert
 from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
@@ -20,6 +20,8 @@ from tests.alerter_support import (
     produce,
     read_all,
     reading,
+    send_sentinels,
+    wait_for_sentinels,
     wait_until,
 )
 
@@ -54,12 +56,12 @@ def test_slack_500s_then_recovering_delivers_every_alert_once(
 
     slack.recover()
     slack.wait_for(lambda got: alert_count(got) >= 4, 30)
-    time.sleep(1.0)  # a duplicate would arrive now
+    wait_for_sentinels(slack, send_sentinels(kafka_bootstrap, topic))  # a duplicate would have come before these
     got = alerts_by_device(slack.received)
     assert sorted(got) == [f"gpu-{d}" for d in range(4)]
     for device, alerts in got.items():
         assert [a["by_title"]["Temperature"] for a in alerts] == ["180.00°C"], f"{device}: first hot reading, once"
-    assert alerter.metric("gpu_alerter_alerts_sent_total") == 4
+    wait_until(lambda: alerter.metric("gpu_alerter_alerts_sent_total") == 4 + 2, 10, "4 alerts and 2 sentinels sent")
     assert alerter.metric("gpu_alerter_alerts_failed_total", reason="rejected") == 0
     wait_until(
         lambda: (
@@ -177,6 +179,6 @@ def test_stopping_while_slack_is_down_leaves_the_alerts_to_the_next_run(
     slack.recover()
     start_alerter()
     slack.wait_for(lambda got: alert_count(got) >= 2, 30)
-    time.sleep(1.0)
+    wait_for_sentinels(slack, send_sentinels(kafka_bootstrap, topic))
     assert sorted(alerts_by_device(slack.received)) == ["gpu-1", "gpu-2"]
     assert alert_count(slack.received) == 2

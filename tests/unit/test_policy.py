@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerter.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
+from alerter.domain.policy import EMPTY, AlertPolicy, DeviceState, Verdict, event_time
 
 THRESHOLD = 150.0
 COOLDOWN = 300.0

@@ -11,8 +11,10 @@ from email.utils import format_datetime
 import pytest
 import requests
 
+from alerter.receiver import RETRY_AFTER_MAX, Attempt, Outcome, Retry
+from alerter.receiver import deliver as retrying
 from alerter.settings import Secret
-from alerter.slack import RETRY_AFTER_MAX, Attempt, Outcome, WebhookClient, encode_message, notice_message
+from alerter.slack import WebhookClient, encode_message, notice_message
 from shared.logs import configure_logging
 from slack_stand_in import SlackStandIn
 from tests.raw_http import RawHttpServer
@@ -27,14 +29,23 @@ def stand_in() -> Iterator[SlackStandIn]:
         yield server
 
 
+RETRY = Retry(initial=0.01, maximum=0.05, rng=lambda: 1.0)
+
+
 def client_for(url: str, timeout: float = 2.0) -> WebhookClient:
-    return WebhookClient(Secret(url), timeout=timeout, backoff_max=0.05, backoff_initial=0.01, rng=lambda: 1.0)
+    return WebhookClient(Secret(url), timeout=timeout)
 
 
 def deliver(client: WebhookClient, attempts: int | None = None) -> tuple[Attempt, list[tuple[Attempt, float]]]:
+    """The notifier's retry loop (alerter.receiver.deliver) around the client, without waiting."""
     retries: list[tuple[Attempt, float]] = []
-    result = client.deliver(
-        PAYLOAD, wait=lambda _delay: True, on_retry=lambda a, d: retries.append((a, d)), attempts=attempts
+    result = retrying(
+        lambda: client.post(PAYLOAD),
+        RETRY,
+        name="Slack",
+        wait=lambda _delay: True,
+        on_retry=lambda a, d: retries.append((a, d)),
+        attempts=attempts,
     )
     return result, retries
 
@@ -84,7 +95,7 @@ def test_retry_after_date_in_the_past_still_waits_the_initial_backoff(stand_in: 
 def test_absurd_retry_after_is_capped_and_logged(stand_in: SlackStandIn, caplog: pytest.LogCaptureFixture) -> None:
     """A two-hour `Retry-After` waits RETRY_AFTER_MAX instead, and one warning says so."""
     stand_in.rate_limit(retry_after=7200, count=1)
-    with caplog.at_level(logging.WARNING, logger="alerter.slack"):
+    with caplog.at_level(logging.WARNING, logger="alerter.receiver"):
         attempt, retries = deliver(client_for(stand_in.webhook_url(WEBHOOK_PATH)))
     assert attempt.outcome is Outcome.ACCEPTED
     assert [d for _, d in retries] == [RETRY_AFTER_MAX]
@@ -129,20 +140,9 @@ def test_deliver_stops_when_told(stand_in: SlackStandIn) -> None:
     """When `wait` says stop (shutdown, partition revoked), delivery ends with the last failure."""
     stand_in.fail(500)
     client = client_for(stand_in.webhook_url(WEBHOOK_PATH))
-    attempt = client.deliver(PAYLOAD, wait=lambda _delay: False)
+    attempt = retrying(lambda: client.post(PAYLOAD), RETRY, name="Slack", wait=lambda _delay: False)
     assert attempt.outcome is Outcome.RETRY
     assert stand_in.requests == 1
-
-
-def test_backoff_is_exponential_capped_and_jittered() -> None:
-    """Backoff doubles per failure up to the cap, and jitter keeps it within half to all of that."""
-    draws = iter([0.0, 1.0, 0.5])
-    client = WebhookClient(
-        Secret("http://127.0.0.1:1/"), timeout=1, backoff_max=1.0, backoff_initial=0.25, rng=lambda: next(draws)
-    )
-    assert client.backoff(1) == 0.125
-    assert client.backoff(2) == 0.5
-    assert client.backoff(10) == 0.75
 
 
 def test_secret_never_prints() -> None:
@@ -202,8 +202,7 @@ class _ExplodingSession(requests.Session):
 def test_any_other_error_of_a_post_is_a_failed_attempt_with_its_type_only() -> None:
     """Whatever a post raises becomes one retryable attempt (reason `error`, the exception's type), never an exception
     that ends the sender or the start-up notice, and never the exception's text (it may hold the URL)."""
-    client = WebhookClient(Secret(f"https://hooks.slack.com/{WEBHOOK_PATH}"), timeout=1, backoff_max=0.01,
-                           session=_ExplodingSession())
+    client = WebhookClient(Secret(f"https://hooks.slack.com/{WEBHOOK_PATH}"), timeout=1, session=_ExplodingSession())
     attempt = client.post(PAYLOAD)
     assert (attempt.outcome, attempt.reason, attempt.error) == (Outcome.RETRY, "error", "RuntimeError")
     assert "SECRET" not in attempt.describe()

@@ -5,57 +5,57 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerter.dead_letter import reason_code, why_unreadable
-from alerter.ledger import PartitionLedger
+from alerter.adapters.dead_letters import reason_code, why_unreadable
+from alerter.domain.offsets import Offsets
 
 
 def test_nothing_to_commit_before_any_record() -> None:
     """A freshly assigned partition has no safe offset until a record was handled."""
-    assert PartitionLedger(0).to_commit() is None
+    assert Offsets().to_commit() is None
 
 
 def test_safe_offset_stops_at_the_lowest_unfinished_record() -> None:
     """With records 0-9 handled and 3 and 7 holding work, the safe offset is 3, then 7, then 10."""
-    ledger = PartitionLedger(0)
-    ledger.hold(3)
-    ledger.hold(7)
-    ledger.advance(10)
-    assert ledger.safe_offset() == 3
-    ledger.release(3)
-    assert ledger.safe_offset() == 7
-    ledger.release(7)
-    assert ledger.safe_offset() == 10
+    offsets = Offsets()
+    offsets.hold(3)
+    offsets.hold(7)
+    offsets.advance(10)
+    assert offsets.safe() == 3
+    offsets.release(3)
+    assert offsets.safe() == 7
+    offsets.release(7)
+    assert offsets.safe() == 10
 
 
 def test_to_commit_reports_only_moves() -> None:
     """The same safe offset is not committed twice; an unknown commit state commits again."""
-    ledger = PartitionLedger(0)
-    ledger.advance(5)
-    assert ledger.to_commit() == 5
-    ledger.committed = 5
-    assert ledger.to_commit() is None
-    ledger.committed = None
-    assert ledger.to_commit() == 5
+    offsets = Offsets()
+    offsets.advance(5)
+    assert offsets.to_commit() == 5
+    offsets.committed = 5
+    assert offsets.to_commit() is None
+    offsets.committed = None
+    assert offsets.to_commit() == 5
 
 
 @given(st.lists(st.tuples(st.integers(0, 50), st.booleans()), max_size=80), st.data())
 def test_safe_offset_never_passes_held_work(records: list[tuple[int, bool]], data: st.DataObject) -> None:
     """For any records with work, released in any order, the safe offset is never above an unfinished one."""
-    ledger = PartitionLedger(0)
+    offsets = Offsets()
     held: list[int] = []
     for offset, has_work in sorted(records):
         if has_work:
-            ledger.hold(offset)
+            offsets.hold(offset)
             held.append(offset)
-        ledger.advance(offset + 1)
+        offsets.advance(offset + 1)
     order = data.draw(st.permutations(held))
     for index, offset in enumerate(order):
-        safe = ledger.safe_offset()
+        safe = offsets.safe()
         assert safe is not None
         assert all(safe <= unfinished for unfinished in order[index:])
-        ledger.release(offset)
+        offsets.release(offset)
     if records:
-        assert ledger.safe_offset() == max(o for o, _ in records) + 1
+        assert offsets.safe() == max(o for o, _ in records) + 1
 
 
 def test_unreadable_records_get_a_bounded_reason_code() -> None:

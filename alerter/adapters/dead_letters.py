@@ -6,6 +6,9 @@ it. The offset of a dead-lettered record is committed only once the broker
 acknowledged the copy (the caller's `on_done(None)` runs then). A failed copy
 is produced again; should even that fail, `on_done(error)` says so and the
 caller keeps the record uncommitted, to be read again after a restart.
+
+Used only by the service's thread, which owns the producer and serves its
+delivery reports.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from shared.codec import CONTENT_TYPE_HEADER, MAX_RECORD_BYTES, DecodeError, decode_reading
+from shared.kafka import Headers, error_text, kafka_error, produce
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,6 @@ _PREFIXES: Final = (("empty", "empty"), ("record too large", "too_large"), ("mal
 _REASON_MAX = 500
 _KEEP = MAX_RECORD_BYTES
 
-Headers = list[tuple[str, str | bytes | None]]
 OnDone = Callable[[KafkaError | None], None]
 
 
@@ -92,33 +95,29 @@ class DeadLetters:
                 on_done(None)
                 return
             if self._throttle.allow(f"dlq-{error.code()}") is not None:
-                log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error.str())
+                log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error_text(error))
             try:
                 if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                     self._produce(key, *_truncated(value, headers), on_done)
                 else:
                     self._produce(key, value, headers, on_done)
-            except KafkaException as exc:  # raised here it would surface in whichever thread polled
+            except KafkaException as exc:  # raised here it would surface in the middle of a poll
                 log.error(  # noqa: TRY400 - one clear line
                     "dead-letter copy to %s cannot be produced again (%s); its record stays uncommitted",
                     self.topic,
-                    exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc,
+                    error_text(exc),
                 )
                 on_done(error)
 
-        while True:
-            try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=delivered)
-            except BufferError:
-                self._producer.poll(0.1)  # the local queue is full: let deliveries drain it
-            except KafkaException as exc:
-                if not (exc.args and isinstance(exc.args[0], KafkaError)):
-                    raise
-                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or value is None or len(value) <= _KEEP:
-                    raise
-                value, headers = _truncated(value, headers)
-            else:
-                return
+        try:
+            produce(self._producer, self.topic, value, key, headers=headers, on_delivery=delivered)
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            too_large = error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
+            if not too_large or value is None or len(value) <= _KEEP:
+                raise
+            value, headers = _truncated(value, headers)  # `delivered` sees the truncated copy too
+            produce(self._producer, self.topic, value, key, headers=headers, on_delivery=delivered)
 
 
 def _truncated(value: bytes | None, headers: Headers) -> tuple[bytes | None, Headers]:

@@ -1,35 +1,22 @@
 """What one assigned partition owes before its offset may move: the at-least-once bookkeeping.
 
 A record is *held* while work it caused is unfinished: an alert not yet
-accepted by Slack (and recorded on the alerts topic), or a copy to the
-dead-letter topic not yet acknowledged. The safe offset to commit is the
-lowest held offset (that record is read again after a crash), or, with
-nothing held, the offset after the last record handled. Only the service's
-main thread touches a ledger.
+delivered and recorded on the alerts topic, or a copy to the dead-letter
+topic not yet acknowledged. The offset that is safe to commit is the lowest
+held offset (that record is read again after a crash), or, with nothing
+held, the offset after the last record handled.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
 
-from alerter.policy import DeviceState
+class Offsets:
+    __slots__ = ("committed", "holds", "next_offset")
 
-if TYPE_CHECKING:
-    from alerter.sender import PendingAlert
-
-
-class PartitionLedger:
-    __slots__ = ("alerts", "committed", "holds", "next_offset", "partition", "restored_since", "states")
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
+    def __init__(self) -> None:
         self.next_offset: int | None = None  # after the last record handled
-        self.committed: int | None = None  # what we last committed (None: unknown, commit again)
+        self.committed: int | None = None  # what was last committed (None: unknown, commit again)
         self.holds: dict[int, int] = {}  # offset -> unfinished work items caused by that record
-        self.alerts: set[PendingAlert] = set()  # undelivered alerts of this partition
-        self.states: dict[str, DeviceState] = {}  # per device, for the devices of this partition
-        self.restored_since = math.inf  # alerts delivered at or after this event time are in `states`
 
     def advance(self, next_offset: int) -> None:
         if self.next_offset is None or next_offset > self.next_offset:
@@ -45,7 +32,7 @@ class PartitionLedger:
         else:
             self.holds.pop(offset, None)
 
-    def safe_offset(self) -> int | None:
+    def safe(self) -> int | None:
         """The offset to commit: everything below it is fully handled."""
         if self.holds:
             return min(self.holds)
@@ -53,5 +40,5 @@ class PartitionLedger:
 
     def to_commit(self) -> int | None:
         """The safe offset if it moved since the last commit, else None."""
-        safe = self.safe_offset()
+        safe = self.safe()
         return None if safe is None or safe == self.committed else safe

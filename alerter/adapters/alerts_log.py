@@ -1,4 +1,4 @@
-"""Cooldown that survives restarts and rebalances: delivered alerts are kept on the alerts topic and read back.
+"""The alerts topic: delivered alerts are recorded there and read back, so cooldowns survive restarts and rebalances.
 
 Every delivered alert is produced as an AlertEvent, keyed by device, with the
 alert's event time as its Kafka timestamp and headers naming the readings
@@ -12,6 +12,9 @@ decide on. With fewer alerts partitions several readings partitions share
 one and the headers tell them apart; with more, the extra ones stay empty.
 A device moves to another readings partition only when that topic's
 partition count changes: its next alert may then repeat within cooldown.
+
+Both the producer and the restore consumer are used only by the service's
+thread, which owns every Kafka client.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from shared.backoff import backoff
 from shared.codec import CONTENT_TYPE_HEADER, DecodeError, decode_alert, encode
+from shared.kafka import Headers, error_text, produce
 from shared.logs import Throttle
 from shared.models import AlertEvent
 
@@ -40,7 +45,7 @@ class RestoreError(RuntimeError):
     """The alerts topic could not be read back in time; the caller decides without restored cooldowns."""
 
 
-class CooldownStore:
+class AlertsLog:
     def __init__(
         self,
         producer: Producer,
@@ -62,31 +67,27 @@ class CooldownStore:
         return source_partition % self.partitions
 
     def record(self, alert: AlertEvent, at: float, source_partition: int, on_done: OnDone) -> None:
-        """Produce a delivered alert; `on_done(error)` runs once the broker answered."""
+        """Produce a delivered alert; `on_done(error)` runs once the broker answered. Raises KafkaException when
+        librdkafka refuses the record outright (too large, say)."""
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
             on_done(error)
 
-        headers: list[tuple[str, str | bytes | None]] = [
+        headers: Headers = [
             CONTENT_TYPE_HEADER,
             (SOURCE_TOPIC_HEADER, self._source_header),
             (SOURCE_PARTITION_HEADER, str(source_partition).encode()),
         ]
-        while True:
-            try:
-                self._producer.produce(
-                    self.topic,
-                    value=encode(alert),
-                    key=alert.device_id.encode(),
-                    partition=self.alert_partition(source_partition),
-                    timestamp=round(at * 1000),
-                    headers=headers,
-                    on_delivery=delivered,
-                )
-            except BufferError:
-                self._producer.poll(0.1)  # the local queue is full: let deliveries drain it
-            else:
-                return
+        produce(
+            self._producer,
+            self.topic,
+            encode(alert),
+            alert.device_id.encode(),
+            partition=self.alert_partition(source_partition),
+            timestamp=round(at * 1000),
+            headers=headers,
+            on_delivery=delivered,
+        )
 
     def restore(self, source_partition: int, since: float, timeout: float) -> dict[str, tuple[float, ...]]:
         """Event times of the alerts delivered since `since` for the devices of one readings partition.
@@ -96,16 +97,17 @@ class CooldownStore:
         `timeout`, then RestoreError says why.
         """
         deadline = time.monotonic() + timeout
-        delay = 0.2
+        failures = 0
         while True:
             try:
                 return self._restore_once(source_partition, since, deadline)
             except RestoreError:
                 self.close()  # the next try starts with fresh metadata
+                failures += 1
+                delay = backoff(failures, initial=0.2, maximum=2.0)
                 if time.monotonic() + delay >= deadline:
                     raise
                 time.sleep(delay)
-                delay = min(2.0, delay * 2)
 
     def _restore_once(self, source_partition: int, since: float, deadline: float) -> dict[str, tuple[float, ...]]:
         alert_partition = self.alert_partition(source_partition)
@@ -118,7 +120,7 @@ class CooldownStore:
                 [TopicPartition(self.topic, alert_partition, max(0, round(since * 1000)))], timeout=_left(deadline, 5)
             )[0]
             if start.error is not None:
-                raise RestoreError(f"cannot look up offsets of {self.topic}: {start.error.str()}")
+                raise RestoreError(f"cannot look up offsets of {self.topic}: {error_text(start.error)}")
             _low, high = consumer.get_watermark_offsets(
                 TopicPartition(self.topic, alert_partition), timeout=_left(deadline, 5)
             )
@@ -138,10 +140,7 @@ class CooldownStore:
             finally:
                 consumer.unassign()
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else exc
-            raise RestoreError(
-                f"cannot read {self.topic} back: {error.str() if isinstance(error, KafkaError) else error}"
-            ) from exc
+            raise RestoreError(f"cannot read {self.topic} back: {error_text(exc)}") from exc
         return {device: tuple(ts) for device, ts in times.items()}
 
     def _collect(self, message: Message, wanted_partition: bytes, times: dict[str, list[float]]) -> None:

@@ -1,0 +1,25 @@
+"""Slack as a receiver: renders a notification as the original's webhook message and posts it once per call."""
+
+from __future__ import annotations
+
+from alerter.domain.notification import Kind, Notification
+from alerter.receiver import Attempt
+from alerter.slack import WebhookClient, alert_message, encode_message
+
+
+class SlackReceiver:
+    name = "Slack"
+    hint = "check SLACK_WEBHOOK_URL and SLACK_CHANNEL"
+
+    def __init__(self, client: WebhookClient, channel: str) -> None:
+        self._client = client
+        self._channel = channel
+
+    def post(self, notification: Notification) -> Attempt:
+        return self._client.post(self.render(notification))
+
+    def render(self, notification: Notification) -> bytes:
+        """The webhook payload of a notification, by kind."""
+        if notification.kind is Kind.ALERT:
+            return encode_message(alert_message(notification.alert, self._channel))
+        raise ValueError(f"no Slack message for notifications of kind {notification.kind.value}")

@@ -1,0 +1,215 @@
+"""Partitions coming and going, cooldowns read back, offsets committed: the consumer group side of the service.
+
+The rebalance callbacks run inside consume(), on the Kafka thread. A new
+partition first gets its recent delivered alerts back from the alerts topic,
+so a restarted or new instance does not repeat an alert still in cooldown.
+A partition that goes is handed over cleanly: its work gets REVOKE_GRACE to
+finish, then what is left is taken back from the notifier, and if one of its
+alerts is being posted at that moment, the hand-over waits for that post
+(bounded by the receiver's timeout) and, if it was delivered, for its record
+on the alerts topic. Only then is the offset committed: the new owner either
+re-reads an alert's record, or finds the alert on the alerts topic, never
+neither and never both. (A SIGKILL between Slack's acceptance and that record
+is the one window left; see the README.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from confluent_kafka import KafkaError, KafkaException
+
+from alerter.adapters.alerts_log import AlertsLog, RestoreError
+from alerter.adapters.readings import Source
+from alerter.domain.partition import Partition, Partitions
+from alerter.metrics import AlerterMetrics
+from alerter.notifier import NotifierLike
+from alerter.watch import ClusterWatch
+
+log = logging.getLogger(__name__)
+
+RESTORE_MARGIN: Final = 60.0  # extra seconds of alerts history read back, for producers' clock disorder
+RESTORE_TIMEOUT: Final = 15.0  # for all partitions of one assignment: a rebalance must not stall for long
+REVOKE_GRACE: Final = 5.0  # how long a revoked partition's undelivered alerts may still finish
+POST_MARGIN: Final = 1.0  # seconds beyond the receiver's timeout that a post under way may take to report
+
+
+class Assignment:
+    def __init__(
+        self,
+        *,
+        partitions: Partitions,
+        source: Source,
+        alerts_log: AlertsLog,
+        notifier: NotifierLike,
+        watch: ClusterWatch,
+        metrics: AlerterMetrics,
+        post_timeout: float,
+        serve: Callable[[float], None],
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._partitions = partitions
+        self._source = source
+        self._alerts_log = alerts_log
+        self._notifier = notifier
+        self._watch = watch
+        self._metrics = metrics
+        self._post_timeout = post_timeout
+        self._serve = serve  # poll the producer for up to n seconds and settle what came back
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lag_labels: set[int] = set()
+        self.owning = threading.Event()  # owns at least one partition (read by /readyz)
+        self.closing = False  # shutting down: the shutdown already waited for what was under way
+
+    # -- rebalance callbacks ---------------------------------------------------------------------
+
+    def assigned(self, numbers: list[int]) -> None:
+        policy = self._partitions.policy
+        since = self._clock() - policy.cooldown - 2 * policy.max_clock_skew - RESTORE_MARGIN
+        deadline = self._monotonic() + RESTORE_TIMEOUT
+        for number in numbers:
+            self.restore(self._partitions.assign(number), since, max(1.0, deadline - self._monotonic()))
+        self._changed("assigned", numbers)
+
+    def revoked(self, numbers: list[int]) -> None:
+        leaving = self._owned(numbers)
+        if not self.closing:
+            self._hand_over(leaving)
+        self._serve(0)
+        self.commit(numbers, asynchronous=False)
+        self._drop(leaving)
+        self._changed("revoked", numbers)
+
+    def lost(self, numbers: list[int]) -> None:
+        """The group gave them away already (we were silent too long): nothing may be committed for them."""
+        leaving = self._owned(numbers)
+        self._notifier.cancel([i for partition in leaving for i in partition.outstanding])
+        self._drop(leaving)
+        self._changed("lost", numbers)
+
+    def _hand_over(self, leaving: list[Partition]) -> None:
+        deadline = self._monotonic() + REVOKE_GRACE
+        while any(partition.busy() for partition in leaving) and self._monotonic() < deadline:
+            self._serve(0.05)
+        posting = self._notifier.cancel([i for partition in leaving for i in partition.outstanding])
+
+        def unsettled() -> bool:
+            return any(posting in p.outstanding or p.writes for p in leaving)
+
+        deadline = self._monotonic() + self._post_timeout + POST_MARGIN
+        while unsettled() and self._monotonic() < deadline:
+            self._serve(0.05)
+
+    def _drop(self, leaving: list[Partition]) -> None:
+        """Forget partitions we no longer own; their new owner re-reads what we had not finished."""
+        for partition in leaving:
+            self._partitions.drop(partition.number)
+            undelivered = len(partition.outstanding)
+            if undelivered and not self.closing:
+                self._metrics.alerts_failed.labels("revoked").inc(undelivered)
+                log.info(
+                    "partition %d moved with %d undelivered alerts; its new owner will raise them",
+                    partition.number,
+                    undelivered,
+                    extra={"partition": partition.number},
+                )
+            if partition.number in self._lag_labels:
+                self._lag_labels.discard(partition.number)
+                self._metrics.consumer_lag.remove(str(partition.number))
+        self._metrics.pending_alerts.set(self._partitions.pending)
+
+    def _changed(self, what: str, numbers: list[int]) -> None:
+        owned = self._partitions.owned
+        self._metrics.partitions_assigned.set(len(owned))
+        if owned:
+            self.owning.set()
+        else:
+            self.owning.clear()
+        log.info(
+            "partitions %s: %s; now own %s",
+            what,
+            numbers or "none",
+            sorted(owned) or "none",
+            extra={"topic": self._source.topic},
+        )
+
+    def _owned(self, numbers: list[int]) -> list[Partition]:
+        return [self._partitions.owned[n] for n in numbers if n in self._partitions.owned]
+
+    # -- cooldowns -------------------------------------------------------------------------------
+
+    def restore(self, partition: Partition, since: float, timeout: float) -> None:
+        """Read the partition's delivered alerts since `since` back from the alerts topic into its device states."""
+        try:
+            found = self._alerts_log.restore(partition.number, since, timeout)
+        except RestoreError as exc:
+            log.warning(
+                "cooldowns of partition %d not restored (%s): a device may alert again within its cooldown",
+                partition.number,
+                exc,
+                extra={"partition": partition.number},
+            )
+            found = {}
+        self._partitions.restored(partition, found, since)
+        if found:
+            count = sum(len(times) for times in found.values())
+            self._metrics.cooldowns_restored.inc(count)
+            log.info(
+                "restored %d delivered alerts of %d devices for partition %d",
+                count,
+                len(found),
+                partition.number,
+                extra={"partition": partition.number},
+            )
+
+    def restore_before(self, partition: Partition, at: float) -> None:
+        """A reading at event time `at` is older than what was read back: read back what could cover it."""
+        policy = self._partitions.policy
+        self.restore(partition, at - policy.cooldown - 2 * policy.max_clock_skew - RESTORE_MARGIN, RESTORE_TIMEOUT)
+
+    # -- offsets ---------------------------------------------------------------------------------
+
+    def commit(self, numbers: list[int] | None = None, *, asynchronous: bool) -> None:
+        """Commit the safe offset of every owned partition (or of `numbers`) that moved since its last commit."""
+        offsets = self._partitions.to_commit(numbers)
+        if not offsets:
+            return
+        owned = self._partitions.owned
+        for number, offset in offsets.items():
+            owned[number].offsets.committed = offset
+        try:
+            failed = self._source.commit(offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            failed = list(offsets)
+            self._watch.report("commit", exc)
+        self._forget_commits(failed)
+
+    def committed(self, error: KafkaError | None, failed: list[int]) -> None:
+        """How an asynchronous commit went (the consumer's on_commit)."""
+        if error is None and not failed:
+            self._watch.recovered()
+            return
+        self._forget_commits(failed)
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            self._watch.report("commit", error)
+
+    def _forget_commits(self, numbers: list[int]) -> None:
+        """Not known to be committed: commit again next time."""
+        for number in numbers:
+            partition = self._partitions.owned.get(number)
+            if partition is not None:
+                partition.offsets.committed = None
+
+    def update_lag(self) -> None:
+        for partition in self._partitions.owned.values():
+            position = partition.offsets.next_offset
+            high = None if position is None else self._source.end_offset(partition.number)
+            if position is not None and high is not None:
+                self._metrics.consumer_lag.labels(str(partition.number)).set(max(0, high - position))
+                self._lag_labels.add(partition.number)

@@ -1,0 +1,267 @@
+"""The service loop on in-memory fakes (tests/alerter_fakes.py): what it hands over, writes down and commits."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from alerter.adapters.alerts_log import SOURCE_PARTITION_HEADER
+from alerter.adapters.dead_letters import KIND, REASON, REASON_CODE
+from alerter.domain.notification import Kind, Status
+from alerter.service import NotifierStopped
+from shared.codec import decode_alert
+from tests.alerter_fakes import ALERTS, DLQ, Rig, rig
+from tests.alerter_support import reading
+
+
+def hot(r: Rig, device: str, temperature: float = 180.0, partition: int = 0, after: float = 0.0) -> int:
+    return r.source.add(partition, reading(device, temperature, r.clock() + after))
+
+
+def cool(r: Rig, device: str, partition: int = 0, after: float = 0.0) -> int:
+    return r.source.add(partition, reading(device, 60.0, r.clock() + after))
+
+
+@pytest.fixture
+def r() -> Rig:
+    started = rig()
+    started.source.assign([0, 1])
+    return started
+
+
+def test_a_hot_reading_is_handed_over_and_committed_only_once_delivered_and_recorded(r: Rig) -> None:
+    """The record of an alert holds the commit until the receiver accepted it AND the alerts topic acknowledged
+    its record; the records before it are committed meanwhile."""
+    cool(r, "gpu-1")
+    held = hot(r, "gpu-2")
+    cool(r, "gpu-3")
+    r.tick()
+    [notification] = r.notifier.handed
+    assert (notification.kind, notification.alert.device_id, notification.offset) == (Kind.ALERT, "gpu-2", held)
+    assert r.source.commits == {0: held}
+
+    r.producer.hold = True  # the broker has not acknowledged the alert's record yet
+    r.notifier.complete(notification)
+    r.tick()
+    assert r.source.commits == {0: held}, "delivered but not yet written down"
+    r.producer.hold = False
+    r.tick()
+    r.tick()
+    assert r.source.commits == {0: 3}
+    [record] = r.producer.records(ALERTS)
+    assert decode_alert(record.value()) == notification.alert
+    assert record.key() == b"gpu-2"
+    assert dict(record.headers() or [])[SOURCE_PARTITION_HEADER] == b"0"
+    assert r.metric("gpu_alerter_alerts_raised_total") == 1
+    assert r.metric("gpu_alerter_pending_alerts") == 0
+
+
+def test_cooldown_covers_later_hot_readings_in_flight_and_delivered(r: Rig) -> None:
+    """A device's later hot readings raise nothing while its alert is in flight, nor within the cooldown after
+    delivery; a hot reading a cooldown later alerts again."""
+    hot(r, "gpu-1")
+    hot(r, "gpu-1", after=10)
+    r.step()
+    [first] = r.notifier.handed
+    r.notifier.complete(first)
+    hot(r, "gpu-1", after=20)
+    hot(r, "gpu-1", after=301)
+    r.step(2)
+    assert [n.alert.timestamp.timestamp() - first.alert.timestamp.timestamp() for n in r.notifier.handed] == [0, 301]
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="in_flight") == 1
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="cooldown") == 1
+
+
+def test_a_refused_alert_is_parked_and_spends_no_cooldown(r: Rig) -> None:
+    """A REJECTED result puts the alert on the dead-letter topic with its reason; once that copy is acknowledged
+    the record is released, and the device's next hot reading alerts again."""
+    offset = hot(r, "gpu-1")
+    r.step()
+    r.notifier.complete(r.notifier.handed[0], Status.REJECTED, "slack rejected the alert: HTTP 404 refused")
+    hot(r, "gpu-1", after=5)
+    r.tick()
+    r.tick()
+    [parked] = r.producer.records(DLQ)
+    headers = dict(parked.headers() or [])
+    assert (headers[KIND], headers[REASON], headers[REASON_CODE]) == (
+        b"alert",
+        b"slack rejected the alert: HTTP 404 refused",
+        b"slack_rejected",
+    )
+    assert decode_alert(parked.value()).device_id == "gpu-1"
+    assert len(r.notifier.handed) == 2, "no cooldown from a refused alert"
+    assert r.source.commits[0] == offset + 1, "released up to the second alert, which is still in flight"
+
+
+@pytest.mark.parametrize("status", [Status.FAILED, Status.ABANDONED])
+def test_an_alert_not_delivered_keeps_its_record_uncommitted(r: Rig, status: Status) -> None:
+    """A FAILED or ABANDONED alert leaves its record held: the commit stops there for good, so it is read again."""
+    cool(r, "gpu-0")
+    offset = hot(r, "gpu-1")
+    cool(r, "gpu-2")
+    r.step()
+    r.notifier.complete(r.notifier.handed[0], status)
+    r.tick()
+    r.tick()
+    assert r.source.commits == {0: offset}
+    assert r.metric("gpu_alerter_pending_alerts") == 0
+
+
+def test_unreadable_records_are_dead_lettered_and_committed_once_the_copy_is_acknowledged(r: Rig) -> None:
+    """An unreadable record goes to the dead-letter topic byte for byte, counted by reason; its offset is passed
+    only after the broker acknowledged the copy."""
+    cool(r, "gpu-0")
+    r.source.add(0, b"{not json")
+    cool(r, "gpu-2")
+    r.producer.hold = True
+    r.tick()
+    assert r.source.commits == {0: 1}
+    r.producer.hold = False
+    r.tick()
+    r.tick()
+    assert r.source.commits == {0: 3}
+    [copy] = r.producer.records(DLQ)
+    assert copy.value() == b"{not json"
+    assert dict(copy.headers() or [])[REASON_CODE] == b"malformed_json"
+    assert r.metric("gpu_alerter_dead_lettered_total", reason="malformed_json") == 1
+    assert r.metric("gpu_alerter_readings_consumed_total") == 3
+
+
+def test_a_dead_letter_copy_that_fails_keeps_the_record_held(r: Rig) -> None:
+    """When the broker refuses the dead-letter copy for good, the record stays uncommitted (read again later)."""
+    r.source.add(0, b"{not json")
+    cool(r, "gpu-1")
+    r.producer.refuse = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    r.tick()
+    r.tick()
+    assert r.source.commits.get(0) in (None, 0)
+
+
+def test_consumption_pauses_at_max_pending_alerts_and_resumes_at_half() -> None:
+    """With MAX_PENDING_ALERTS=4, four undelivered alerts pause reading; two deliveries resume it."""
+    r = rig(MAX_PENDING_ALERTS="4")
+    r.source.assign([0])
+    for d in range(4):
+        hot(r, f"gpu-{d}")
+    r.step()
+    assert r.source.paused
+    assert r.metric("gpu_alerter_consumption_paused") == 1
+    r.notifier.complete(r.notifier.handed[0])
+    r.step()
+    assert r.source.paused, "3 pending is more than half of 4"
+    r.notifier.complete(r.notifier.handed[1])
+    r.step()
+    assert not r.source.paused
+    assert r.metric("gpu_alerter_consumption_paused") == 0
+
+
+def test_a_revoked_partition_waits_for_the_alert_being_posted_before_it_is_committed(r: Rig) -> None:
+    """On revoke, an alert whose post is under way is waited for: delivered, it is recorded on the alerts topic
+    and the commit passes it, so the new owner neither re-reads it nor misses its cooldown."""
+    offset = hot(r, "gpu-1")
+    r.step()
+    [notification] = r.notifier.handed
+    r.notifier.posting = notification.id
+    grace_over = r.clock() + 5.5
+
+    def post_ends_after_the_grace_period() -> None:
+        if r.clock() > grace_over and r.notifier.posting is not None:
+            r.notifier.posting = None
+            r.notifier.complete(notification)
+
+    r.producer.while_polling = post_ends_after_the_grace_period
+    r.source.revoke([0])
+    assert notification.id in r.notifier.cancelled
+    assert r.source.commits[0] == offset + 1
+    assert len(r.producer.records(ALERTS)) == 1
+
+
+def test_a_revoked_partition_gives_its_undelivered_alerts_to_the_next_owner(r: Rig) -> None:
+    """Alerts still undelivered after the grace period (none being posted) are taken back from the notifier,
+    counted as revoked, and their records left uncommitted for the next owner."""
+    cool(r, "gpu-0")
+    offset = hot(r, "gpu-1")
+    r.step()
+    r.source.revoke([0])
+    assert r.notifier.cancelled == {r.notifier.handed[0].id}
+    assert r.source.commits[0] == offset
+    assert r.metric("gpu_alerter_alerts_failed_total", reason="revoked") == 1
+    assert r.metric("gpu_alerter_partitions_assigned") == 1
+
+
+def test_a_delivery_after_the_partition_moved_is_still_recorded_and_remembered(r: Rig) -> None:
+    """A result for a partition given away in the meantime (a lost one) still writes the cooldown down, and if
+    the partition comes back, its device is in cooldown even before the alerts topic is read."""
+    hot(r, "gpu-1")
+    r.step()
+    r.source.lose([0])
+    r.notifier.complete(r.notifier.handed[0])
+    r.tick()
+    assert len(r.producer.records(ALERTS)) == 1
+    r.producer.log.clear()  # the alerts topic cannot tell (as if it could not be read back in time)
+    r.source.commits[0] = 1
+    r.source.assign([0])
+    hot(r, "gpu-1", after=30)
+    r.tick()
+    assert len(r.notifier.handed) == 1
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="cooldown") == 1
+
+
+def test_a_new_owner_restores_cooldowns_from_the_alerts_topic(r: Rig) -> None:
+    """Alerts delivered by the previous owner are read back on assignment: the re-read hot readings of those
+    devices stay silent."""
+    hot(r, "gpu-1")
+    r.step()
+    r.notifier.complete(r.notifier.handed[0])
+    r.tick()
+    r.tick()
+    previous_commit = r.source.commits[0]
+    r.source.lose([0])  # as if it crashed: the new owner reads from the last commit
+    fresh = rig()
+    fresh.producer.log = r.producer.log
+    fresh.source.records = r.source.records
+    fresh.source.commits = {0: previous_commit - 1}  # one record before: the alert's reading is read again
+    fresh.source.assign([0])
+    fresh.tick()
+    assert fresh.notifier.handed == []
+    assert fresh.metric("gpu_alerter_cooldowns_restored_total") == 1
+
+
+def test_shutdown_waits_then_counts_undelivered_alerts_and_commits_what_is_safe(r: Rig) -> None:
+    """At shutdown undelivered alerts get SHUTDOWN_TIMEOUT, then are counted as failed (shutdown) and their
+    records left uncommitted; what came before is committed and the source is closed."""
+    cool(r, "gpu-0")
+    offset = hot(r, "gpu-1")
+    r.step()
+    r.service.shutdown()
+    assert r.source.commits[0] == offset
+    assert r.metric("gpu_alerter_alerts_failed_total", reason="shutdown") == 1
+    assert r.source.closed
+    assert not r.notifier.running
+
+
+def test_a_dead_notifier_stops_the_loop(r: Rig) -> None:
+    """When the notifier thread has died, the next commit turn raises NotifierStopped naming the pending count."""
+    hot(r, "gpu-1")
+    r.step()
+    r.notifier.died = True
+    assert not r.service.ready()
+    with pytest.raises(NotifierStopped, match="with 1 alerts undelivered"):
+        r.tick()
+
+
+def test_a_fatal_client_error_stops_the_loop(r: Rig) -> None:
+    """A fatal error reported by a client ends the loop at the next commit turn with that error."""
+    r.watch.error(KafkaError(KafkaError._FENCED, "fenced by another member", fatal=True))
+    with pytest.raises(KafkaException, match="fenced"):
+        r.tick()
+
+
+def test_an_outage_makes_it_unready_until_records_flow_again(r: Rig) -> None:
+    """All brokers down makes /readyz false; the next records read make it true again."""
+    assert r.service.ready()
+    r.watch.error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down"))
+    assert not r.service.ready()
+    cool(r, "gpu-1")
+    r.step()
+    assert r.service.ready()
