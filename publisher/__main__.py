@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(settings: PublisherSettings, stop: threading.Event) -> int:
     registry = CollectorRegistry()
     metrics = PublisherMetrics(registry, settings.device_series_limit, USUAL_FAILURES)
-    source, description = _build_source(settings, metrics)
+    source, description, note = _build_source(settings, metrics)
     ready = threading.Event()
     try:
         health = _start_health_server(settings.common.metrics_host, settings.common.metrics_port, ready, registry)
@@ -76,7 +76,7 @@ def _run(settings: PublisherSettings, stop: threading.Event) -> int:
                 sink, where = KafkaSink(kafka_config(settings), settings.topic, partitions), f"topic {settings.topic}"
             ready.set()
             log.info(
-                "publishing %s to %s", description, where,
+                "publishing %s to %s%s", description, where, note,
                 extra={"topic": settings.topic, "devices": source.devices, "source": source.name},
             )
             return _serve(settings, source, sink, metrics, stop)
@@ -101,8 +101,11 @@ def _serve(
     return 0 if service.run().ok else 1
 
 
-def _build_source(settings: PublisherSettings, metrics: PublisherMetrics) -> tuple[ReadingSource, str]:
-    """The configured source and how the start-up line describes it; NVML trouble exits 2 here, before Kafka."""
+def _build_source(settings: PublisherSettings, metrics: PublisherMetrics) -> tuple[ReadingSource, str, str]:
+    """The configured source, what the start-up line says it reads and a note to end that line with.
+
+    NVML trouble exits 2 here, before anything connects to Kafka.
+    """
     config, every = settings.source, f"every {settings.interval * 1000:g}ms"
     if config.kind == "nvml":
         try:
@@ -112,15 +115,15 @@ def _build_source(settings: PublisherSettings, metrics: PublisherMetrics) -> tup
             raise SystemExit(EXIT_CONFIG_ERROR) from None
         source = NvmlSource(nvml, config.host_name, config.nvml_devices, metrics)
         chosen = ",".join(config.nvml_devices) or "all"
-        return source, f"{plural(source.devices, 'NVIDIA GPU')} (NVML_DEVICES={chosen}) {every}"
+        return source, f"{plural(source.devices, 'NVIDIA GPU')} {every}", f" (NVML_DEVICES={chosen})"
     if config.kind == "dcgm":
         source_dcgm = DcgmSource(config.dcgm_urls, config.scrape_timeout, metrics)
-        return source_dcgm, f"the GPUs of {plural(len(config.dcgm_urls), 'dcgm-exporter endpoint')} {every}"
+        return source_dcgm, f"the GPUs of {plural(len(config.dcgm_urls), 'dcgm-exporter endpoint')} {every}", ""
     seed = settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     fleet = build_fleet(settings.num_devices, rng)
     simulator = SimulatorSource(fleet, initial_state(fleet, rng), settings.abnormal_probability, rng)
-    return simulator, f"{plural(settings.num_devices, 'simulated device')} {every} (SIMULATOR_SEED={seed})"
+    return simulator, f"{plural(settings.num_devices, 'simulated device')} {every}", f" (SIMULATOR_SEED={seed})"
 
 
 def _start_health_server(

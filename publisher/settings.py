@@ -8,6 +8,7 @@ into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import socket
 from collections.abc import Sequence
@@ -67,6 +68,8 @@ class PublisherSettings:
 def load_settings(env: Env, argv: Sequence[str] = ()) -> PublisherSettings:
     args = _parse_args(argv)
     common = load_common(env, default_metrics_port=DEFAULT_METRICS_PORT)
+    if args.stdout and env.raw("METRICS_PORT") is None:  # a quick look next to a running publisher: any free port
+        common = dataclasses.replace(common, metrics_port=0)
     topic = env.string("REDPANDA_TOPIC", "gpu-temperature")
     if not _TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
         raise ConfigError(f"REDPANDA_TOPIC={topic!r}: expected a topic name of 1 to 249 letters, digits, '.', '_', '-'")

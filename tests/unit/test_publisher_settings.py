@@ -136,3 +136,10 @@ def test_bad_source_settings_name_the_variable(env: dict[str, str], message: str
     """Each bad source setting is refused with one message naming the variable and the expected form."""
     with pytest.raises(ConfigError, match=message):
         load_settings(Env(env))
+
+
+def test_stdout_takes_any_free_metrics_port_unless_one_is_set() -> None:
+    """`--stdout` next to a running publisher must not fail on its metrics port: a free one, unless METRICS_PORT."""
+    assert load_settings(Env({}), ["--stdout"]).common.metrics_port == 0
+    assert load_settings(Env({"METRICS_PORT": "9999"}), ["--stdout"]).common.metrics_port == 9999
+    assert load_settings(Env({})).common.metrics_port != 0
