@@ -38,7 +38,9 @@ lock: ## regenerate requirements.lock and requirements-dev.lock (with hashes) fr
 $(KAFKA_STAMP): local-kafka/pom.xml
 	@scripts/check-prereqs java maven
 	rm -rf $(KAFKA_LIB)
-	mvn -q -B -Dstyle.color=never -f local-kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib -DincludeScope=runtime
+	@# Maven writes colour resets even in batch mode (-B) and with style.color=never: strip them.
+	set -o pipefail; mvn -q -B -Dstyle.color=never -f local-kafka/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=lib -DincludeScope=runtime 2>&1 | sed 's/\x1b\[[0-9;]*m//g'
 	@touch $@
 
 kafka-jars: $(KAFKA_STAMP) ## fetch the Kafka jars with Maven into local-kafka/lib

@@ -8,12 +8,16 @@ into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, NoReturn
+from urllib.parse import urlsplit
 
 from shared.config import CommonSettings, ConfigError, Env, load_common
+from shared.models import MAX_TEXT
 
 SERVICE: Final = "gpu-temp-publisher"
 DEFAULT_METRICS_PORT: Final = 8701  # clear of node_exporter (9100) and the 9100-9999 exporter range
@@ -27,6 +31,20 @@ MAX_TICKS: Final = 10**12  # more than 30,000 years of one-second ticks
 MAX_SEED: Final = 2**128 - 1  # numpy's SeedSequence draws 128-bit seeds, so a logged seed can be given back
 MAX_FLUSH_TIMEOUT: Final = 3600.0
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+SOURCES: Final = ("simulator", "nvml", "dcgm")
+MAX_SCRAPE_TIMEOUT: Final = 60.0
+_GPU_UUID = re.compile(r"(GPU|MIG)-[0-9A-Za-z-]{1,80}")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where readings come from (READINGS_SOURCE) and what that source needs."""
+
+    kind: str  # one of SOURCES
+    host_name: str  # HOST_NAME, or this machine's host name (real sources)
+    nvml_devices: tuple[str, ...]  # indices or UUIDs; empty = every GPU
+    dcgm_urls: tuple[str, ...]  # dcgm-exporter /metrics URLs
+    scrape_timeout: float  # seconds per dcgm-exporter request
 
 
 @dataclass(frozen=True)
@@ -42,11 +60,16 @@ class PublisherSettings:
     flush_timeout: float  # seconds granted to deliver what is buffered at shutdown
     max_buffered_readings: int  # readings waiting for the cluster before the ticker pauses
     delivery_timeout: float  # seconds a reading may wait for delivery; 0 = no limit
+    source: SourceSettings
+    stdout: bool  # --stdout: print JSON lines instead of producing to Kafka
+    device_series_limit: int  # per-device temperature series exported up to this many devices
 
 
 def load_settings(env: Env, argv: Sequence[str] = ()) -> PublisherSettings:
     args = _parse_args(argv)
     common = load_common(env, default_metrics_port=DEFAULT_METRICS_PORT)
+    if args.stdout and env.raw("METRICS_PORT") is None:  # a quick look next to a running publisher: any free port
+        common = dataclasses.replace(common, metrics_port=0)
     topic = env.string("REDPANDA_TOPIC", "gpu-temperature")
     if not _TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
         raise ConfigError(f"REDPANDA_TOPIC={topic!r}: expected a topic name of 1 to 249 letters, digits, '.', '_', '-'")
@@ -74,7 +97,53 @@ def load_settings(env: Env, argv: Sequence[str] = ()) -> PublisherSettings:
         flush_timeout=env.duration("FLUSH_TIMEOUT", 30.0, maximum=MAX_FLUSH_TIMEOUT),
         max_buffered_readings=max_buffered,
         delivery_timeout=delivery_timeout,
+        source=load_source(env),
+        stdout=args.stdout,
+        device_series_limit=env.integer(
+            "METRICS_DEVICE_SERIES_LIMIT", 10_000, minimum=0, maximum=MAX_DEVICES,
+            help="export gpu_temperature_celsius{device,model,host} only while a tick holds at most this many devices"
+            " (a scrape costs about 12 µs per series); 0 = never",
+            unit="devices",
+        ),
     )
+
+
+def load_source(env: Env) -> SourceSettings:
+    """READINGS_SOURCE and the settings of the chosen source (those of the others are not checked)."""
+    kind = env.choice(
+        "READINGS_SOURCE", "simulator", SOURCES,
+        help="simulator: simulated GPUs (NUM_DEVICES...); nvml: this machine's NVIDIA GPUs through libnvidia-ml.so.1;"
+        " dcgm: scrape dcgm-exporter endpoints (DCGM_EXPORTER_URLS)",
+    )
+    host_name = env.string(
+        "HOST_NAME", "", help="host_name of real GPUs' readings (nvml; dcgm without a hostname label); default: this"
+        " machine's host name",
+    ) or socket.gethostname()
+    if len(host_name) > MAX_TEXT:
+        raise ConfigError(f"HOST_NAME: expected at most {MAX_TEXT} characters")
+    devices_text = env.string(
+        "NVML_DEVICES", "", help="nvml: comma-separated GPU indices or UUIDs to read; empty = every GPU",
+    )
+    devices = tuple(d.strip() for d in devices_text.split(",") if d.strip())
+    for device in devices:
+        if not (device.isdigit() and int(device) < 1024) and not _GPU_UUID.fullmatch(device):
+            raise ConfigError(f"NVML_DEVICES={devices_text!r}: expected GPU indices (0, 1, ...) or UUIDs (GPU-...)")
+    urls_text = env.string(
+        "DCGM_EXPORTER_URLS", "", help="dcgm: comma-separated dcgm-exporter /metrics URLs, scraped every tick",
+    )
+    urls = tuple(u.strip() for u in urls_text.split(",") if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"DCGM_EXPORTER_URLS={urls_text!r}: expected http(s)://host:port/metrics URLs")
+    if kind == "dcgm" and not urls:
+        raise ConfigError("DCGM_EXPORTER_URLS is not set: READINGS_SOURCE=dcgm needs at least one /metrics URL")
+    timeout = env.duration(
+        "DCGM_SCRAPE_TIMEOUT", 2.0, minimum=0.01, help="dcgm: how long one endpoint may take to answer a scrape",
+    )
+    if timeout > MAX_SCRAPE_TIMEOUT:
+        raise ConfigError(f"DCGM_SCRAPE_TIMEOUT={env.raw('DCGM_SCRAPE_TIMEOUT')!r}: expected at most 60s")
+    return SourceSettings(kind, host_name, devices, urls, timeout)
 
 
 def _bounded(env: Env, name: str, default: int, minimum: int, maximum: int) -> int:
@@ -89,7 +158,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad option as a ConfigError (one line) instead of usage text and exit."""
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (usage: {SERVICE} [--ticks N])")
+        raise ConfigError(f"{message} (usage: {SERVICE} [--ticks N] [--stdout])")
 
 
 def _positive(text: str) -> int:
@@ -107,10 +176,15 @@ def _positive(text: str) -> int:
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = _Parser(
         prog=SERVICE,
-        description="Simulate GPU temperature readings and publish them to Kafka. Configured by environment variables"
+        description="Publish GPU temperature readings (simulated, NVML or dcgm-exporter) to Kafka. Configured by"
+        " environment variables"
         " (see the README); a .env file in the working directory is read too.",
     )
     parser.add_argument(
         "--ticks", type=_positive, metavar="N", help="stop after N ticks (overrides MAX_TICKS); N >= 1"
+    )
+    parser.add_argument(
+        "--stdout", action="store_true",
+        help="print each reading as a JSON line on stdout instead of producing it to Kafka (no cluster needed)",
     )
     return parser.parse_args(list(argv))
