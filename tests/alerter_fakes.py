@@ -249,6 +249,7 @@ class FakeNotifier:
     def __init__(self, results: queue.SimpleQueue[Result]) -> None:
         self._results = results
         self.handed: list[Notification] = []
+        self.completed: set[int] = set()
         self.cancelled: set[int] = set()
         self.posting: int | None = None  # what cancel() reports as under way
         self.running = False
@@ -271,7 +272,14 @@ class FakeNotifier:
         self.running = False
 
     def complete(self, notification: Notification, status: Status = Status.DELIVERED, reason: str = "") -> None:
+        self.completed.add(notification.id)
         self._results.put(Result(notification, status, reason))
+
+    def complete_all(self) -> None:
+        """Every notification handed over and not completed yet is delivered, in order."""
+        for notification in self.handed:
+            if notification.id not in self.completed:
+                self.complete(notification)
 
 
 @dataclass

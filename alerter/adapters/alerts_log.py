@@ -195,7 +195,7 @@ class AlertsLog:
         stamp, millis = message.timestamp()
         at = millis / 1000 if stamp and millis >= 0 else alert.timestamp.timestamp()
         resolves = headers.get(RESOLVES_HEADER)
-        kind, ends = _kind_of(message.value(), resolves if isinstance(resolves, bytes) else None)
+        kind, ends = kind_of(message.value(), resolves if isinstance(resolves, bytes) else None)
         times[alert.device_id].append(Recorded(kind, at, ends))
 
     def close(self) -> None:
@@ -209,7 +209,7 @@ def encode_record(alert: AlertEvent, kind: Kind) -> bytes:
     return encode(RecordedAlert(**msgspec.structs.asdict(alert), kind=kind.value))
 
 
-def _kind_of(value: bytes | None, resolves: bytes | None) -> tuple[Kind, tuple[Kind, ...]]:
+def kind_of(value: bytes | None, resolves: bytes | None) -> tuple[Kind, tuple[Kind, ...]]:
     """A record's kind (critical when missing or unknown) and, for a resolved one, what it ended."""
     try:
         kind = _KINDS.get(_kind_decoder.decode(value or b"{}").kind, Kind.CRITICAL)
