@@ -114,6 +114,8 @@ class Run:
             self.queue.extend(raised)
             caught_up = caught_up_at_end and self.position == len(records)
             self.queue.extend(self.partitions.sweep(partition, record.now, caught_up=caught_up, scan=True))
+            if caught_up:  # and it stays so: the next sweeps
+                self.queue.extend(self.partitions.sweep(partition, record.now + 60, caught_up=True, scan=True))
             self.deliver(self.pace)
             self.partitions.over_limit()
 

@@ -14,7 +14,9 @@ the clock behind and makes no device look silent, and a publisher that
 stopped altogether still lets silence show once the partition is caught up.
 
 **The sweep** (`sweep`, about once a second) raises what no reading raises:
-backlog alerts once their partition is current or caught up, and, every
+backlog alerts once their partition is current (its clock within `late_after`
+of the wall clock) or has stayed read to its end for CAUGHT_UP_FOR seconds
+(not merely between two fetches of a backlog still arriving), and, every
 scan interval, silent alerts; it forgets what can no longer matter
 (delivered alerts older than cooldown + 2*skew + a margin, devices with
 nothing left to remember), and moves the replay floor: with windows to
@@ -45,6 +47,7 @@ from alerter.domain.offsets import Offsets, ReplayPoints
 from alerter.domain.policy import OPEN_MEMORY, AlertPolicy, DeviceState, Due, Verdict
 from shared.models import AlertEvent, TemperatureReading
 
+CAUGHT_UP_FOR: Final = 5.0  # seconds a partition must stay read to its end before backlog alerts go out that way
 EVICT_TO: Final = 0.9  # over the limit, evict down to this share of it (so eviction runs rarely)
 _NOTICES: Final = (Kind.SILENT, Kind.RESOLVED)  # refused ones are not raised again (they would be, every sweep)
 _WINDOWED: Final = (Kind.FORECAST, Kind.RESOLVED)  # drawn from a window of readings, not from one
@@ -54,6 +57,7 @@ class Partition:
     """One owned readings partition."""
 
     __slots__ = (
+        "caught_up_since",
         "clock",
         "devices",
         "folds",
@@ -75,9 +79,10 @@ class Partition:
         self.writes = 0  # records produced for it (alerts topic, dead letters) not yet acknowledged
         self.restored_since = math.inf  # delivered alerts at or after this event time are in `devices`
         self.memory_since = math.inf  # open alerts and silences raised at or after this are in `devices`
-        self.clock = -math.inf  # the partition's event-time clock (module docstring)
+        self.clock = -math.inf  # the newest event time judged on it (the sweep may move its clock further)
         self.scanned = -math.inf  # the clock at the last scan: silence is judged up to it
         self.folds: set[str] = set()  # devices with a backlog alert waiting
+        self.caught_up_since = math.inf  # wall time since which it has been read to its end
         self.replay = ReplayPoints(max(0.5, replay / 64)) if replay > 0 else None
 
     def busy(self) -> bool:
@@ -169,11 +174,14 @@ class Partitions:
         end; `scan`: also look at every device (silence, expiry)."""
         policy = self.policy
         if caught_up:
-            partition.clock = max(partition.clock, now - policy.max_clock_skew)
-        clock = partition.clock
+            partition.caught_up_since = min(partition.caught_up_since, now)
+        else:
+            partition.caught_up_since = math.inf
+        settled = now - partition.caught_up_since >= CAUGHT_UP_FOR  # not just between two fetches of a backlog
+        clock = max(partition.clock, now - policy.max_clock_skew) if settled else partition.clock
         current = now - clock <= policy.late_after
         raised = []
-        if partition.folds and (current or caught_up):
+        if partition.folds and current:
             for device in sorted(partition.folds):
                 due = policy.unfold(partition.devices[device])
                 if due is not None:

@@ -115,8 +115,8 @@ SILENCE = AlertPolicy(150.0, 300.0, 60.0, silence_after=120.0)
 
 
 def test_a_backlog_alert_goes_out_when_its_partition_is_caught_up_and_holds_its_first_record_till_then() -> None:
-    """Late hot readings hold the first one's offset; a sweep of the caught-up partition raises the backlog
-    alert, which keeps that hold until settled (so a crash before it is recorded folds the backlog again)."""
+    """Late hot readings hold the first one's offset; a sweep of a partition read to its end for 5 s raises the
+    backlog alert, which keeps that hold until settled (so a crash before it is recorded folds the backlog again)."""
     partitions = Partitions(POLICY)
     partition = partitions.assign(0)
     now = T0 + 7200
@@ -126,7 +126,9 @@ def test_a_backlog_alert_goes_out_when_its_partition_is_caught_up_and_holds_its_
     partition.offsets.advance(3)
     assert partition.offsets.safe() == 0
     assert partitions.sweep(partition, now, caught_up=False, scan=False) == []
-    [notification] = partitions.sweep(partition, now, caught_up=True, scan=False)
+    assert partitions.sweep(partition, now, caught_up=True, scan=False) == [], "not between two fetches"
+    assert partitions.sweep(partition, now + 4, caught_up=True, scan=False) == []
+    [notification] = partitions.sweep(partition, now + 5, caught_up=True, scan=False)
     assert (notification.kind, notification.offset, notification.at) == (Kind.CRITICAL, 0, T0 + 120)
     assert notification.alert.temperature == 182.0
     assert partitions.settle(Result(notification, Status.DELIVERED)) is partition
@@ -137,7 +139,7 @@ def test_a_backlog_alert_goes_out_when_its_partition_is_caught_up_and_holds_its_
 def test_silence_is_judged_on_the_partition_s_clock_not_on_the_wall_clock() -> None:
     """A device that stops while others go on is silent once the partition's newest event time is 2 min past
     its last reading; a partition that is behind (a backlog) calls no one silent; once read to its end, the wall
-    clock (less the skew) moves its clock, so a publisher that stopped altogether still shows."""
+    clock (less the skew) moves its clock after 5 s, so a publisher that stopped altogether still shows."""
     partitions = Partitions(SILENCE)
     partition = partitions.assign(0)
     offset = 0
@@ -149,7 +151,8 @@ def test_silence_is_judged_on_the_partition_s_clock_not_on_the_wall_clock() -> N
     [silent] = partitions.sweep(partition, T0 + 190, caught_up=False, scan=True)
     assert (silent.kind, silent.alert.device_id, silent.at) == (Kind.SILENT, "gpu-1", T0 + 190)
     assert silent.offset == 8, "held at the device's last reading, so a crash notices it again"
-    [stopped] = partitions.sweep(partition, T0 + 190 + 60 + 120, caught_up=True, scan=True)
+    assert partitions.sweep(partition, T0 + 370, caught_up=True, scan=True) == [], "read to its end only now"
+    [stopped] = partitions.sweep(partition, T0 + 375, caught_up=True, scan=True)
     assert (stopped.kind, stopped.alert.device_id) == (Kind.SILENT, "gpu-2")
 
 
