@@ -41,7 +41,7 @@ def test_an_hour_behind_is_one_message_per_hot_device(
 
     rng = random.Random(11)
     end = time.time() - 60
-    stream, peaks = [], {}
+    stream, peaks = [], dict[str, float]()
     for step in range(360):
         at = end - 3600 + step * 10
         for d in range(6):
