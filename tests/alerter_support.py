@@ -106,8 +106,9 @@ def produce(
     return [placed[i] for i in range(count)]
 
 
-def send_sentinels(bootstrap: str, topic: str) -> set[str]:
-    """One hot reading of a fresh device on every partition of `topic`; returns those devices.
+def send_sentinels(bootstrap: str, topic: str, at: float | None = None) -> set[str]:
+    """One hot reading of a fresh device on every partition of `topic` (at event time `at`, default now); returns
+    those devices.
 
     It replaces "wait a moment, a repeat would arrive now": an alerter reads each partition in order
     and posts alerts one at a time in the order it raised them, so once every sentinel's alert has arrived,
@@ -120,8 +121,9 @@ def send_sentinels(bootstrap: str, topic: str) -> set[str]:
     for partition in partitions:
         device = f"{SENTINEL}{tag}-{partition}"
         devices.add(device)
-        value = encode(reading(device, 999.0, time.time()))
-        producer.produce(topic, value, key=device.encode(), partition=partition)
+        when = time.time() if at is None else at
+        value = encode(reading(device, 999.0, when))
+        producer.produce(topic, value, key=device.encode(), partition=partition, timestamp=round(when * 1000))
     assert producer.flush(30) == 0, "every sentinel was acknowledged"
     return devices
 

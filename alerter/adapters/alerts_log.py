@@ -196,7 +196,7 @@ class AlertsLog:
         at = millis / 1000 if stamp and millis >= 0 else alert.timestamp.timestamp()
         resolves = headers.get(RESOLVES_HEADER)
         kind, ends = kind_of(message.value(), resolves if isinstance(resolves, bytes) else None)
-        times[alert.device_id].append(Recorded(kind, at, ends))
+        times[alert.device_id].append(Recorded(kind, at, ends, alert.temperature))
 
     def close(self) -> None:
         if self._consumer is not None:

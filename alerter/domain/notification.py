@@ -10,6 +10,7 @@ on). It never points back at mutable state.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -89,6 +90,7 @@ class Recorded:
     kind: Kind
     at: float  # the event time it was raised at (the record's timestamp)
     ends: tuple[Kind, ...] = ()  # for RESOLVED: what it ended
+    temperature: float = math.nan  # °C of the reading it was about
 
 
 class Status(Enum):

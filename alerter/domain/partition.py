@@ -291,7 +291,8 @@ class Partitions:
         state = states.get(device)
         if state is None:
             state = states[device] = DeviceState()
-        self.policy.restored(state, (Recorded(notification.kind, notification.at, _ends(notification)),))
+        recorded = Recorded(notification.kind, notification.at, _ends(notification), notification.alert.temperature)
+        self.policy.restored(state, (recorded,))
 
     # -- writes (dead letters, alerts topic) ------------------------------------------------------
 
@@ -327,6 +328,7 @@ def _retained(state: DeviceState) -> DeviceState | None:
         return None
     kept = DeviceState()
     kept.delivered, kept.alerted, kept.resolved = state.delivered, state.alerted, state.resolved
+    kept.alerted_temperature = state.alerted_temperature
     kept.silenced, kept.heard, kept.seen = state.silenced, state.heard, state.seen
     return kept
 

@@ -28,9 +28,10 @@ Rules, in the order they apply:
   it answers only when a spike or a settling load change cannot explain the
   window.
 - **Resolved.** A device with an open alert (a critical, warning or forecast
-  raised and not yet resolved) whose readings stay below its lowest threshold
-  minus `resolve_hysteresis`, with no forecast standing, for `resolve_after`
-  of event time after its latest alert gets one resolved notice.
+  raised and not yet resolved) whose readings stay `resolve_hysteresis` below
+  both its lowest threshold and the temperature its latest alert reported (a
+  forecast is raised below every threshold), with no forecast standing, for
+  `resolve_after` of event time after that alert gets one resolved notice.
 - **Silent.** A device that reported and then sends nothing for
   `silence_after`, measured on its partition's own event-time clock (see
   Partitions.sweep), gets one silent alert; its next reading is a resolved
@@ -166,6 +167,7 @@ class DeviceState:
 
     __slots__ = (
         "alerted",
+        "alerted_temperature",
         "cool_since",
         "delivered",
         "fold",
@@ -183,6 +185,7 @@ class DeviceState:
         self.delivered: tuple[Mark, ...] = ()  # delivered alerts that may still hold others back
         self.in_flight: tuple[Mark, ...] = ()  # raised, not yet settled
         self.alerted = -_INF  # latest critical/warning/forecast raised
+        self.alerted_temperature = _INF  # °C it reported
         self.resolved = -_INF  # latest resolved notice for them
         self.cool_since = _NAN  # while open: event time of the first reading of the current cool run
         self.silenced = -_INF  # latest silent alert
@@ -365,7 +368,7 @@ class AlertPolicy:
             state.cool_since = _NAN
             return
         lowest = limits.critical if limits.warning is None else min(limits.critical, limits.warning)
-        below = lowest - self.resolve_hysteresis
+        below = min(lowest, state.alerted_temperature) - self.resolve_hysteresis
         if forecasting or not this.reading.temperature < below:
             state.cool_since = _NAN
             return
@@ -410,8 +413,15 @@ class AlertPolicy:
         elif kind is _SILENT:
             state.silenced = max(state.silenced, at)
         else:
-            state.alerted = max(state.alerted, at)
+            self._alerted(state, at, this.reading.temperature)
         return Due(kind, at, this.reading, threshold, this.offset, detail=detail)
+
+    @staticmethod
+    def _alerted(state: DeviceState, at: float, temperature: float) -> None:
+        if at > state.alerted:
+            state.alerted, state.alerted_temperature = at, temperature
+        elif at == state.alerted:
+            state.alerted_temperature = max(state.alerted_temperature, temperature)
 
     def _suppressed(self, state: DeviceState, kind: Kind, at: float) -> Verdict | None:
         cooldown = self.cooldown
@@ -443,7 +453,7 @@ class AlertPolicy:
         for record in records:
             kind, at = record.kind, record.at
             if kind in TEMPERATURE_KINDS:
-                state.alerted = max(state.alerted, at)
+                self._alerted(state, at, record.temperature if math.isfinite(record.temperature) else _INF)
                 if self.cooldown > 0 and (kind, at) not in state.delivered:
                     state.delivered = (*state.delivered, (kind, at))
             elif kind is _SILENT and self.silence_after is not None:

@@ -542,3 +542,17 @@ def test_a_restored_silence_is_not_ended_by_its_own_readings_read_again() -> Non
     assert judged(SILENT, state, 60.0, T0) == []
     [back] = judged(SILENT, state, 60.0, T0 + 121)
     assert back.kind is Kind.RESOLVED
+
+
+def test_a_forecast_resolves_only_once_the_device_is_back_below_where_it_was() -> None:
+    """A forecast raised at 70 °C opens an alert that readings at 70-80 °C do not resolve, even with no forecast
+    standing (the trend may lapse for a while as a device heats); below 65 °C for RESOLVE_AFTER, it resolves."""
+    policy = AlertPolicy(150.0, COOLDOWN, SKEW, warning_threshold=120.0, resolve_after=120.0)
+    state = DeviceState()
+    state.in_flight = ((Kind.FORECAST, T0),)
+    policy.restored(state, (Recorded(Kind.FORECAST, T0, (), 70.0),))
+    for t in range(10, 400, 10):
+        assert judged(policy, state, 70.0 + t / 40, T0 + t) == []
+    assert judged(policy, state, 64.0, T0 + 400) == []
+    [due] = judged(policy, state, 64.0, T0 + 520)
+    assert (due.kind, due.threshold) == (Kind.RESOLVED, 65.0)
