@@ -25,7 +25,7 @@ from publisher.metrics import PublisherMetrics
 from publisher.nvml_source import NvmlSource, NvmlUnavailable, open_nvml
 from publisher.service import PublisherService, Sink, Timing
 from publisher.settings import SERVICE, PublisherSettings, load_settings
-from publisher.simulator import build_fleet, initial_state
+from publisher.simulator import build_fleet, failing_fans, initial_state
 from publisher.sources import ReadingSource, SimulatorSource
 from publisher.stdout_sink import StdoutSink
 from shared.config import EXIT_CONFIG_ERROR, ConfigError, Env, exit_on_config_error, load_environment
@@ -122,7 +122,8 @@ def _build_source(settings: PublisherSettings, metrics: PublisherMetrics) -> tup
     seed = settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     fleet = build_fleet(settings.num_devices, rng)
-    simulator = SimulatorSource(fleet, initial_state(fleet, rng), settings.abnormal_probability, rng)
+    fans = failing_fans(fleet, config.fans, settings.interval)
+    simulator = SimulatorSource(fleet, initial_state(fleet, rng), settings.abnormal_probability, rng, fans=fans)
     return simulator, f"{plural(settings.num_devices, 'simulated device')} {every}", f" (SIMULATOR_SEED={seed})"
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import re
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
@@ -37,6 +37,15 @@ _GPU_UUID = re.compile(r"(GPU|MIG)-[0-9A-Za-z-]{1,80}")
 
 
 @dataclass(frozen=True)
+class FanSettings:
+    """simulator: GPUs whose fan fails (the early-warning demo's heating GPU)."""
+
+    devices: tuple[str, ...]  # device ids; empty = none
+    rate: float = 25.0  # °C per minute while it heats
+    heat_for: float = 222.0  # seconds each failure lasts
+
+
+@dataclass(frozen=True)
 class SourceSettings:
     """Where readings come from (READINGS_SOURCE) and what that source needs."""
 
@@ -45,6 +54,8 @@ class SourceSettings:
     nvml_devices: tuple[str, ...]  # indices or UUIDs; empty = every GPU
     dcgm_urls: tuple[str, ...]  # dcgm-exporter /metrics URLs
     scrape_timeout: float  # seconds per dcgm-exporter request
+    fans: FanSettings = field(default_factory=lambda: FanSettings(()))  # simulator only
+
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,26 @@ def load_source(env: Env) -> SourceSettings:
     )
     if timeout > MAX_SCRAPE_TIMEOUT:
         raise ConfigError(f"DCGM_SCRAPE_TIMEOUT={env.raw('DCGM_SCRAPE_TIMEOUT')!r}: expected at most 60s")
-    return SourceSettings(kind, host_name, devices, urls, timeout)
+    return SourceSettings(kind, host_name, devices, urls, timeout, _fans(env))
+
+
+def _fans(env: Env) -> FanSettings:
+    text = env.string(
+        "FAILING_FANS", "", help="simulator: comma-separated device ids (gpu-0001) whose fan fails from the first tick,"
+        " every FAN_FAILURE_FOR + 5m: they heat steadily, then cool again (a demo of forecasts)",
+    )
+    devices = tuple(d.strip() for d in text.split(",") if d.strip())
+    if any(len(d) > MAX_TEXT for d in devices):
+        raise ConfigError(f"FAILING_FANS: expected device ids of at most {MAX_TEXT} characters")
+    rate = env.number(
+        "FAN_HEAT_RATE", 25.0, minimum=0.0, maximum=600.0, exclusive_minimum=True, unit="°C/min",
+        help="simulator: how fast a GPU with a failing fan heats",
+    )
+    heat_for = env.duration(
+        "FAN_FAILURE_FOR", 222.0, minimum=1.0, maximum=24 * 3600.0,
+        help="simulator: how long each fan failure lasts before the fan recovers",
+    )
+    return FanSettings(devices, rate, heat_for)
 
 
 def _bounded(env: Env, name: str, default: int, minimum: int, maximum: int) -> int:

@@ -14,6 +14,14 @@ Per device and tick (the Go original's model):
 - with probability `abnormal_probability` the reading is abnormal: + U(0, 100);
 - power = util * 3.5 + temperature / 4; gpu_util = util.
 
+`FailingFans` (ours, for the early-warning demo) makes chosen GPUs heat
+steadily and cool again, as under a failing fan: they run a steady load
+(FAN_LOAD) at a steady FAN_IDLE °C, with no random walk and no abnormal
+readings (their story is the fan, and a forecast needs a steady rise to be
+sure of), and from `start` they heat `rate` °C per tick for `heat` ticks;
+then the fan recovers and the extra heat decays (time constant COOL_TICKS),
+the cycle repeating every `period` ticks.
+
 The article gives the formulas but no base temperatures. Ours (MODELS, from
 56 to 64 °C at 0 % load, ±4 °C per device) are chosen so that the original's
 defaults alert: a spike on a GPU above about 60 % load can cross the
@@ -25,10 +33,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from shared.config import ConfigError
+
+if TYPE_CHECKING:
+    from publisher.settings import FanSettings
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -42,6 +55,11 @@ SPIKE_MAX: Final = 100.0  # an abnormal reading adds U(0, SPIKE_MAX)
 WATTS_PER_UTIL: Final = 3.5
 BASE_SPREAD: Final = 4.0  # a device's base temperature is its model's idle ± this
 GPUS_PER_HOST: Final = 8
+FAN_LOAD: Final = 20.0  # % utilization a GPU with a failing fan holds
+FAN_IDLE: Final = 60.0  # °C it runs at while its fan works
+COOL_TICKS: Final = 15.0  # ticks: the time constant of a recovered fan's cooling
+MAX_FAN_HEAT: Final = 100.0  # °C a failing fan may add at most
+RECOVERY: Final = 300.0  # seconds from a fan's recovery to its next failure
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,7 @@ MODELS: Final = (
     GpuModel("Tesla V100-SXM2-32GB", 64.0),
 )
 
-# Bounds that follow from the model.
+# Bounds that follow from the model (failing fans add up to MAX_FAN_HEAT).
 MIN_TEMPERATURE: Final = min(m.idle_celsius for m in MODELS) - BASE_SPREAD - TREND_BOUND
 MAX_TEMPERATURE: Final = max(m.idle_celsius for m in MODELS) + BASE_SPREAD + LOAD_HEAT + TREND_BOUND + SPIKE_MAX
 MAX_POWER: Final = 100.0 * WATTS_PER_UTIL + MAX_TEMPERATURE / 4
@@ -96,6 +114,44 @@ class Readings:
     abnormal: Bools
 
 
+@dataclass(frozen=True)
+class FailingFans:
+    """GPUs whose fan fails, in ticks (module docstring); pure: the heat at a tick is a function of the tick."""
+
+    devices: Bools  # which GPUs of the fleet
+    start: int  # tick of the first failure
+    heat: int  # ticks each failure lasts
+    rate: float  # °C per tick while it lasts
+    period: int  # ticks from one failure to the next (>= heat)
+
+    def extra_heat(self, tick: int) -> float:
+        """°C the failing fans add at `tick`."""
+        if tick < self.start:
+            return 0.0
+        phase = (tick - self.start) % self.period
+        peak = min(self.rate * self.heat, MAX_FAN_HEAT)
+        if phase < self.heat:
+            return min(self.rate * phase, MAX_FAN_HEAT)
+        return peak * math.exp(-(phase - self.heat) / COOL_TICKS)
+
+
+def failing_fans(fleet: Fleet, fans: FanSettings, interval: float) -> FailingFans | None:
+    """The failing fans `fans` describes, in ticks of `interval` seconds (a second when 0); None when none. An
+    unknown device id is a ConfigError."""
+    if not fans.devices:
+        return None
+    unknown = sorted(set(fans.devices) - set(fleet.device_ids))
+    if unknown:
+        raise ConfigError(
+            f"FAILING_FANS: no simulated GPU {unknown[0]!r} (NUM_DEVICES={len(fleet)}: gpu ids {fleet.device_ids[0]}"
+            f" to {fleet.device_ids[-1]})"
+        )
+    seconds = interval or 1.0
+    heat = max(1, round(fans.heat_for / seconds))
+    mask = np.isin(np.array(fleet.device_ids), np.array(fans.devices))
+    return FailingFans(mask, 0, heat, fans.rate / 60 * seconds, heat + round(RECOVERY / seconds))
+
+
 def build_fleet(num_devices: int, rng: np.random.Generator) -> Fleet:
     """Hosts of GPUS_PER_HOST identical GPUs each; models drawn per host, base temperatures per device."""
     if num_devices < 1:
@@ -122,18 +178,30 @@ def initial_state(fleet: Fleet, rng: np.random.Generator) -> FleetState:
 
 
 def advance(
-    fleet: Fleet, state: FleetState, abnormal_probability: float, rng: np.random.Generator
+    fleet: Fleet,
+    state: FleetState,
+    abnormal_probability: float,
+    rng: np.random.Generator,
+    *,
+    fans: FailingFans | None = None,
+    tick: int = 0,
 ) -> tuple[Readings, FleetState]:
-    """One reading per device and the state after it; draws from `rng` in a fixed order (reproducible)."""
+    """One reading per device (the `tick`-th) and the state after it; draws from `rng` in a fixed order
+    (reproducible, and the same with failing fans: only their GPUs' readings change)."""
     n = len(fleet)
     target = state.target.copy()
     jumps = rng.random(n) < TARGET_JUMP_PROBABILITY
     target[jumps] = rng.uniform(0.0, 100.0, int(np.count_nonzero(jumps)))
-    util = state.util + (target - state.util) * UTIL_APPROACH
     trend = np.clip(state.trend + rng.uniform(-TREND_STEP, TREND_STEP, n), -TREND_BOUND, TREND_BOUND)
+    if fans is not None:
+        target[fans.devices] = FAN_LOAD
+    util = state.util + (target - state.util) * UTIL_APPROACH
     temperature = fleet.base_temperature + util * (LOAD_HEAT / 100.0) + trend
     abnormal = rng.random(n) < abnormal_probability
     temperature[abnormal] += rng.uniform(0.0, SPIKE_MAX, int(np.count_nonzero(abnormal)))
+    if fans is not None:  # after every draw, so the other GPUs' readings are those of the same seed without
+        temperature[fans.devices] = FAN_IDLE + fans.extra_heat(tick)
+        abnormal[fans.devices] = False
     power = util * WATTS_PER_UTIL + temperature / 4.0
     readings = Readings(temperature=temperature, power=power, util=util, abnormal=abnormal)
     return readings, FleetState(util=util, target=target, trend=trend)

@@ -15,7 +15,7 @@ import numpy as np
 
 from publisher.encoding import ReadingEncoder
 from publisher.gojson import Floats
-from publisher.simulator import Fleet, FleetState, advance
+from publisher.simulator import FailingFans, Fleet, FleetState, advance
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,11 @@ class SimulatorSource:
     name = "simulator"
 
     def __init__(self, fleet: Fleet, state: FleetState, abnormal_probability: float, rng: np.random.Generator,
-                 encoder: ReadingEncoder | None = None) -> None:
+                 encoder: ReadingEncoder | None = None, *, fans: FailingFans | None = None) -> None:
         self._fleet = fleet
         self._state = state
+        self._fans = fans
+        self._tick = 0
         self._abnormal_probability = abnormal_probability
         self._rng = rng
         self._encoder = encoder or ReadingEncoder(fleet)
@@ -62,7 +64,10 @@ class SimulatorSource:
         return len(self._fleet)
 
     def read(self) -> Tick:
-        readings, self._state = advance(self._fleet, self._state, self._abnormal_probability, self._rng)
+        readings, self._state = advance(
+            self._fleet, self._state, self._abnormal_probability, self._rng, fans=self._fans, tick=self._tick
+        )
+        self._tick += 1
         values = self._encoder.encode(readings)
         fleet = self._fleet
         return Tick(self._encoder.keys, values, fleet.device_ids, fleet.models, fleet.hosts, readings.temperature)

@@ -13,10 +13,12 @@ stops the publisher first, then the alerter (which delivers what it still
 holds and says goodbye on Slack), then the stand-in: each gets SIGTERM and
 a bounded wait, then SIGKILL.
 
-The demo's defaults (each overridable by the environment or .env, as for the
-services): NUM_DEVICES=5, INTERVAL_MS=1000, ABNORMAL_PROBABILITY=0.5 (so an
-alert is due within seconds rather than minutes), TEMPERATURE_THRESHOLD=150,
-ALERT_COOLDOWN=1m.
+The demo's defaults (DEFAULTS; each overridable by the environment or .env,
+as for the services): five GPUs every second, spikes on 2 % of readings and
+TEMPERATURE_THRESHOLD=150 with ALERT_COOLDOWN=1m (so spikes alert within a
+minute), and the early warnings on, with gpu-0000's fan failing from the start
+so that it gets a forecast, a warning, a critical alert and a resolved notice
+within about 4.5 minutes (tests/unit/test_demo_timeline.py checks that).
 """
 
 from __future__ import annotations
@@ -48,9 +50,20 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULTS = {
     "NUM_DEVICES": "5",
     "INTERVAL_MS": "1000",
-    "ABNORMAL_PROBABILITY": "0.5",
+    "ABNORMAL_PROBABILITY": "0.02",
     "TEMPERATURE_THRESHOLD": "150",
     "ALERT_COOLDOWN": "1m",
+    # Early warning: gpu-0000's fan fails from the first tick (25 °C/min for 3m42s, then it recovers; again every
+    # 8m42s), which makes a forecast at about 3 minutes (when the 5-minute window holds enough), a warning above
+    # 145 °C, a critical alert above 150 °C and a resolved notice 20 s after it is back below 140 °C, within
+    # about 4.5 minutes; the other GPUs' spikes alert (and resolve) now and then as in the original.
+    "FAILING_FANS": "gpu-0000",
+    "WARNING_THRESHOLD": "145",
+    "FORECAST_HORIZON": "5m",
+    "FORECAST_WINDOW": "5m",
+    "RESOLVE_AFTER": "20s",
+    "SILENCE_AFTER": "30s",
+    "THRESHOLDS_FROM_GPU": "true",
 }
 STOP_TIMEOUT = 20.0
 SUMMARY_EVERY = 10.0  # seconds between the demo's one-line summaries of readings
@@ -251,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(
             "demo",
             f"readings on {topic}: {env['NUM_DEVICES']} GPUs every {env['INTERVAL_MS']} ms, alerts above "
-            f"{env['TEMPERATURE_THRESHOLD']}°C; Ctrl-C stops everything",
+            f"{env['TEMPERATURE_THRESHOLD']}°C{_early(env)}; Ctrl-C stops everything",
         )
         code = watch(children, stop, args.duration, args.until_alerts, stand_in_url)
     finally:
@@ -260,6 +273,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed |= child.stop() != 0
         say("demo", "stopped" if not failed else "stopped (a process exited with an error)")
     return 1 if failed else code
+
+
+def _early(env: dict[str, str]) -> str:
+    """What the start-up line says of the early warnings turned on."""
+    parts = []
+    if env.get("WARNING_THRESHOLD"):
+        parts.append(f"warnings above {env['WARNING_THRESHOLD']}°C")
+    if env.get("FORECAST_HORIZON"):
+        parts.append(f"forecasts {env['FORECAST_HORIZON']} ahead")
+    if env.get("RESOLVE_AFTER"):
+        parts.append(f"resolved after {env['RESOLVE_AFTER']}")
+    if env.get("SILENCE_AFTER"):
+        parts.append(f"silent after {env['SILENCE_AFTER']}")
+    if env.get("FAILING_FANS"):
+        parts.append(f"the fan of {env['FAILING_FANS']} fails")
+    return f", {', '.join(parts)}" if parts else ""
 
 
 def watch(

@@ -212,6 +212,7 @@ def test_publisher_environment_uses_the_originals_names(config: dict[str, Any]) 
         "NUM_DEVICES": "5",
         "INTERVAL_MS": "1000",
         "ABNORMAL_PROBABILITY": "0.05",
+        "FAILING_FANS": "gpu-0000",
         "TOPIC_PARTITIONS": "6",
         "TOPIC_REPLICATION_FACTOR": "1",
         "LOG_LEVEL": "info",
@@ -231,6 +232,12 @@ def test_alerter_environment_threshold_and_stand_in_default(config: dict[str, An
         "CONSUMER_OFFSET_RESET": "latest",
         "TEMPERATURE_THRESHOLD": "150",
         "ALERT_COOLDOWN": "5m",
+        "WARNING_THRESHOLD": "145",
+        "THRESHOLDS_FROM_GPU": "true",
+        "FORECAST_HORIZON": "5m",
+        "FORECAST_WINDOW": "5m",
+        "RESOLVE_AFTER": "1m",
+        "SILENCE_AFTER": "2m",
         "SLACK_WEBHOOK_URL": STAND_IN_URL,
         "SLACK_ALLOW_HTTP": "true",
         "SLACK_CHANNEL": "#alerts",
@@ -310,6 +317,12 @@ def test_services_accept_the_compose_environment(config: dict[str, Any]) -> None
     assert publisher.num_devices == 5
     alerter = load_alerter_settings(Env(config["services"]["gpu-temp-alert"]["environment"]))
     assert alerter.threshold == 150.0
+    assert (alerter.early.warning_threshold, alerter.early.forecast_horizon, alerter.early.silence_after) == (
+        145.0,
+        300.0,
+        120.0,
+    )
+    assert publisher.source.fans.devices == ("gpu-0000",)
     assert alerter.webhook_url.reveal() == STAND_IN_URL
     assert alerter.common.topic_replication_factor == 1
     assert alerter.common.metrics_port == ALERTER_PORT
@@ -479,3 +492,14 @@ def test_readme_security_table_names_real_tests_and_the_pinned_digests(everythin
         row = next((line for line in section.splitlines() if f"`{image}`" in line), None)
         assert row is not None, f"{image} is missing from the README's digest table"
         assert f"`{digest[:8]}…{digest[-5:]}`" in row or f"`{digest[:8]}…{digest[-6:]}`" in row, row
+
+
+def test_an_empty_early_warning_setting_in_env_turns_it_off(tmp_path: Path) -> None:
+    """Compose turns the early warnings on; `WARNING_THRESHOLD=` and `FAILING_FANS=` in .env turn a warning and the
+    failing fan off again (the services read an empty value as unset)."""
+    config = compose_config(env_file=env_file(tmp_path / ".env", WARNING_THRESHOLD="", FAILING_FANS=""))
+    alerter = load_alerter_settings(Env(config["services"]["gpu-temp-alert"]["environment"]))
+    publisher = load_publisher_settings(Env(config["services"]["gpu-temp-publisher"]["environment"]))
+    assert alerter.early.warning_threshold is None
+    assert alerter.early.forecast_horizon == 300.0
+    assert publisher.source.fans.devices == ()

@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from publisher.settings import FanSettings
 from publisher.simulator import (
     BASE_SPREAD,
     GPUS_PER_HOST,
     LOAD_HEAT,
+    MAX_FAN_HEAT,
     MAX_POWER,
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
@@ -21,13 +23,16 @@ from publisher.simulator import (
     TREND_STEP,
     UTIL_APPROACH,
     WATTS_PER_UTIL,
+    FailingFans,
     Fleet,
     FleetState,
     Readings,
     advance,
     build_fleet,
+    failing_fans,
     initial_state,
 )
+from shared.config import ConfigError
 
 
 def run(seed: int, devices: int, ticks: int, p: float) -> tuple[Fleet, list[tuple[FleetState, Readings, FleetState]]]:
@@ -159,3 +164,54 @@ def test_base_temperatures_make_a_spike_on_a_loaded_gpu_able_to_cross_190() -> N
     for model in MODELS:
         assert model.idle_celsius - BASE_SPREAD + LOAD_HEAT + SPIKE_MAX > 190
         assert model.idle_celsius + BASE_SPREAD + TREND_BOUND + SPIKE_MAX < 190
+
+
+def fans_for(fleet: Fleet, devices: tuple[str, ...], rate: float = 25.0, heat_for: float = 222.0) -> FailingFans:
+    fans = failing_fans(fleet, FanSettings(devices, rate, heat_for), 1.0)
+    assert fans is not None
+    return fans
+
+
+def test_a_failing_fan_heats_steadily_then_cools_and_fails_again() -> None:
+    """From the first tick the GPU heats 25 °C/min for 222 ticks from a steady 60 °C, then cools (time constant
+    15 ticks) and fails again 5 minutes after it recovered; no abnormal reading, no random walk on it."""
+    rng = np.random.default_rng(3)
+    fleet = build_fleet(4, rng)
+    fans = fans_for(fleet, ("gpu-0001",))
+    state = initial_state(fleet, rng)
+    temperatures = []
+    for tick in range(222 + 300 + 60):
+        readings, state = advance(fleet, state, 1.0, rng, fans=fans, tick=tick)
+        temperatures.append(float(readings.temperature[1]))
+        assert not readings.abnormal[1]
+    assert temperatures[0] == 60.0
+    assert np.allclose(np.diff(temperatures[:222]), 25 / 60)
+    assert temperatures[221] > 150
+    assert temperatures[222 + 45] < 60 + 5
+    assert temperatures[222 + 300 + 30] == 60.0 + 30 * 25 / 60, "the next failure"
+    assert fans.extra_heat(10_000) <= MAX_FAN_HEAT
+
+
+def test_failing_fans_leave_every_other_reading_as_it_was() -> None:
+    """The same seed with and without a failing fan: every other GPU's readings are identical, tick by tick."""
+    runs = []
+    for devices in ((), ("gpu-0002",)):
+        rng = np.random.default_rng(42)
+        fleet = build_fleet(6, rng)
+        fans = failing_fans(fleet, FanSettings(devices), 1.0)
+        state = initial_state(fleet, rng)
+        ticks = []
+        for tick in range(50):
+            readings, state = advance(fleet, state, 0.3, rng, fans=fans, tick=tick)
+            ticks.append(np.delete(readings.temperature, 2))
+        runs.append(np.array(ticks))
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_an_unknown_failing_fan_is_a_configuration_error() -> None:
+    """FAILING_FANS naming a GPU the fleet does not have stops start-up with one line naming the range."""
+    fleet = build_fleet(5, np.random.default_rng(1))
+    expected = r"^FAILING_FANS: no simulated GPU 'gpu-0009' \(NUM_DEVICES=5: gpu ids gpu-0000 to gpu-0004\)$"
+    with pytest.raises(ConfigError, match=expected):
+        failing_fans(fleet, FanSettings(("gpu-0001", "gpu-0009")), 1.0)
+    assert failing_fans(fleet, FanSettings(()), 1.0) is None
