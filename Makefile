@@ -61,7 +61,7 @@ integration: install ## the integration tests against the local cluster
 demo: install ## the whole pipeline in the foreground, Ctrl-C stops it; options: ARGS='--duration 60 --until-alerts 3'
 	@$(BIN)/python scripts/demo.py $(ARGS)
 
-bench: install ## benchmarks, one table each; one part: WHICH=publisher (or alerter, forecast)
+bench: install ## benchmarks, one table each; one part: WHICH=publisher (or alerter, forecast, state)
 	scripts/with-local-kafka $(BIN)/python -m bench $(WHICH)
 
 soak: install ## bounded soak of the whole pipeline (SOAK_MINUTES, default 10)

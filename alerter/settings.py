@@ -94,7 +94,7 @@ class AlerterSettings:
     commit_interval: float
     shutdown_timeout: float
     early: EarlyWarning = field(default_factory=EarlyWarning)
-    max_tracked_devices: int = 1_000_000
+    max_tracked_devices: int = 250_000
 
 
 def load_settings(env: Env) -> AlerterSettings:
@@ -126,7 +126,7 @@ def load_settings(env: Env) -> AlerterSettings:
         early=_early_warning(env),
         max_tracked_devices=env.integer(
             "MAX_TRACKED_DEVICES",
-            1_000_000,
+            250_000,
             minimum=1000,
             maximum=MAX_TRACKED,
             help="device states kept per instance; beyond it those seen longest ago are forgotten (counted, logged)",

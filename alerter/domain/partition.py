@@ -44,7 +44,7 @@ from typing import Final
 
 from alerter.domain.notification import Kind, Notification, Recorded, Resolution, Result, Status
 from alerter.domain.offsets import Offsets, ReplayPoints
-from alerter.domain.policy import OPEN_MEMORY, AlertPolicy, DeviceState, Due, Verdict
+from alerter.domain.policy import OPEN_MEMORY, AlertPolicy, DeviceState, Due, More, Verdict, folded
 from shared.models import AlertEvent, TemperatureReading
 
 CAUGHT_UP_FOR: Final = 5.0  # seconds a partition must stay read to its end before backlog alerts go out that way
@@ -91,7 +91,7 @@ class Partition:
 
 
 class Partitions:
-    def __init__(self, policy: AlertPolicy, max_devices: int = 1_000_000) -> None:
+    def __init__(self, policy: AlertPolicy, max_devices: int = 250_000) -> None:
         self.policy = policy
         self.max_devices = max_devices
         self.owned: dict[int, Partition] = {}
@@ -153,17 +153,18 @@ class Partitions:
         state = partition.devices.get(device)
         if state is None:
             state = partition.devices[device] = DeviceState()
-        folding = state.fold is not None
+        folding = folded(state) is not None
         verdict, dues = self.policy.judge(state, reading, offset, at, now)
         partition.clock = max(partition.clock, at)
         if partition.replay is not None:
             partition.replay.note(offset, at)
             if partition.offsets.floor is None:
                 partition.offsets.floor = offset  # needed until a sweep says otherwise
-        if state.fold is not None and not folding:
-            partition.offsets.hold(state.fold.offset)  # a crash before its alert is settled folds again
+        fold = folded(state)
+        if fold is not None and not folding:
+            partition.offsets.hold(fold.offset)  # a crash before its alert is settled folds again
             partition.folds.add(device)
-        elif folding and state.fold is None:
+        elif folding and fold is None:
             partition.folds.discard(device)
         if not dues:
             return verdict, []
@@ -212,6 +213,8 @@ class Partitions:
                 expired.append(device)
         for device in expired:
             del partition.devices[device]
+        if len(expired) > len(partition.devices):  # a dict keeps its size after deletions: let a large one shrink
+            partition.devices = dict(partition.devices)
         self.expired += len(expired)
         partition.restored_since = max(partition.restored_since, horizon)
         partition.memory_since = max(partition.memory_since, memory)
@@ -231,11 +234,13 @@ class Partitions:
             (state.seen, number, device)
             for number, partition in self.owned.items()
             for device, state in partition.devices.items()
-            if not state.in_flight and state.fold is None
+            if not state.in_flight and folded(state) is None
         )
         oldest = heapq.nsmallest(excess, candidates)
         for _seen, number, device in oldest:
             del self.owned[number].devices[device]
+        for partition in self.owned.values():
+            partition.devices = dict(partition.devices)  # a dict keeps its size after deletions
         return len(oldest)
 
     def _hand_over(self, partition: Partition, due: Due) -> Notification:
@@ -324,12 +329,20 @@ class Partitions:
 
 def _retained(state: DeviceState) -> DeviceState | None:
     """What of a state is worth keeping for a partition that may come back: its delivered notifications."""
-    if not (state.delivered or state.alerted > state.resolved or state.silenced > state.heard):
+    extra = state.more
+    remembers = extra is not None and (extra.alerted > extra.resolved or extra.silenced > extra.heard)
+    if not (state.delivered or remembers):
         return None
     kept = DeviceState()
-    kept.delivered, kept.alerted, kept.resolved = state.delivered, state.alerted, state.resolved
-    kept.alerted_temperature = state.alerted_temperature
-    kept.silenced, kept.heard, kept.seen = state.silenced, state.heard, state.seen
+    kept.delivered, kept.seen = state.delivered, state.seen
+    if extra is not None and remembers:
+        memory = kept.more = More()
+        memory.alerted, memory.alerted_temperature, memory.resolved = (
+            extra.alerted,
+            extra.alerted_temperature,
+            extra.resolved,
+        )
+        memory.silenced, memory.heard = extra.silenced, extra.heard
     return kept
 
 

@@ -157,7 +157,21 @@ class Fold:
 
 
 class DeviceState:
-    """One device's memory: alerts raised (by kind and event time), what is open, its trend and backlog.
+    """One device's memory: its alerts (by kind and event time) and newest reading's time; the rest, needed only
+    with early-warning settings or a backlog, in `more` (made on first use: most devices of a large fleet never
+    need it, and each slot costs 8 bytes a device)."""
+
+    __slots__ = ("delivered", "in_flight", "more", "seen")
+
+    def __init__(self) -> None:
+        self.delivered: tuple[Mark, ...] = ()  # delivered alerts that may still hold others back
+        self.in_flight: tuple[Mark, ...] = ()  # raised, not yet settled
+        self.seen = -_INF  # event time of the newest reading
+        self.more: More | None = None
+
+
+class More:
+    """What a device needs beyond its alerts: open alerts, silences, its trend, backlog, last reading.
 
     `alerted`/`resolved` and `silenced`/`heard` only ever grow (maxima of
     event times), so state read back from the alerts topic merges in any order:
@@ -169,32 +183,34 @@ class DeviceState:
         "alerted",
         "alerted_temperature",
         "cool_since",
-        "delivered",
         "fold",
         "heard",
-        "in_flight",
         "last",
         "offset",
         "resolved",
-        "seen",
         "silenced",
         "trend",
     )
 
     def __init__(self) -> None:
-        self.delivered: tuple[Mark, ...] = ()  # delivered alerts that may still hold others back
-        self.in_flight: tuple[Mark, ...] = ()  # raised, not yet settled
-        self.alerted = -_INF  # latest critical/warning/forecast raised
+        self.alerted = -_INF  # latest critical/warning/forecast raised (kept with RESOLVE_AFTER)
         self.alerted_temperature = _INF  # °C it reported
         self.resolved = -_INF  # latest resolved notice for them
         self.cool_since = _NAN  # while open: event time of the first reading of the current cool run
-        self.silenced = -_INF  # latest silent alert
+        self.silenced = -_INF  # latest silent alert (kept with SILENCE_AFTER)
         self.heard = -_INF  # latest "reports again" notice (or silent alert given up)
-        self.seen = -_INF  # event time of the newest reading
-        self.offset = -1  # its readings offset
+        self.offset = -1  # readings offset of the newest reading
         self.last: TemperatureReading | None = None  # the newest reading (kept only for silence)
         self.trend: TrendState | None = None  # kept only for forecasts
         self.fold: Fold | None = None  # late critical readings not yet raised
+
+
+def more(state: DeviceState) -> More:
+    """The state's `more`, made on first use."""
+    found = state.more
+    if found is None:
+        found = state.more = More()
+    return found
 
 
 def event_time(reading_time: float, record_time: float | None, max_skew: float) -> float:
@@ -288,21 +304,25 @@ class AlertPolicy:
         this = _Reading(reading, offset, at, now - at > self.late_after, self.limits(reading))
         temperature, limits = reading.temperature, this.limits
         if at > state.seen:
-            if state.silenced > state.heard and at - state.silenced <= OPEN_MEMORY:
-                since = state.seen if state.seen > -_INF else state.silenced
-                resolution = Resolution((_SILENT,), since, _NAN)
-                dues.append(self._raise(state, _RESOLVED, this, limits.critical, resolution))
-            state.seen, state.offset = at, offset
             if self.silence_after is not None:
-                state.last = reading
-        if state.fold is not None and not this.late:  # the device is current again: its backlog alert goes out
+                extra = more(state)
+                if extra.silenced > extra.heard and at - extra.silenced <= OPEN_MEMORY:
+                    since = state.seen if state.seen > -_INF else extra.silenced
+                    resolution = Resolution((_SILENT,), since, _NAN)
+                    dues.append(self._raise(state, _RESOLVED, this, limits.critical, resolution))
+                extra.offset, extra.last = offset, reading
+            state.seen = at
+        found = state.more
+        if found is not None and found.fold is not None and not this.late:  # current again: the backlog goes out
             if temperature > limits.critical:
-                state.fold.add(reading, at, limits.critical)  # and says it is still hot now
-            dues.append(self._unfold(state, state.fold))
-        trend = state.trend
+                found.fold.add(reading, at, limits.critical)  # and says it is still hot now
+            dues.append(self._unfold(state, found, found.fold))
+        trend = None
         if self.model is not None:
+            found = more(state)
+            trend = found.trend
             if trend is None:
-                trend = state.trend = self.model.new_state()
+                trend = found.trend = self.model.new_state()
             trend.add(at, temperature)
         verdict = Verdict.NORMAL
         if temperature > limits.critical:
@@ -315,7 +335,7 @@ class AlertPolicy:
             if forecast is not None:
                 self._forecast(state, forecast, this, dues)
         if self.resolve_after is not None:
-            self._resolve(state, this, dues, forecasting=forecast is not None)
+            self._resolve(state, more(state), this, dues, forecasting=forecast is not None)
         return verdict, dues
 
     def _critical(self, state: DeviceState, this: _Reading, dues: list[Due]) -> Verdict:
@@ -328,10 +348,11 @@ class AlertPolicy:
             for kind, t in state.in_flight:
                 if kind is _CRITICAL and t > at - cooldown:
                     return Verdict.IN_FLIGHT
-            if state.fold is None:
-                state.fold = Fold(this.reading, at, this.offset, threshold)
+            extra = more(state)
+            if extra.fold is None:
+                extra.fold = Fold(this.reading, at, this.offset, threshold)
             else:
-                state.fold.add(this.reading, at, threshold)
+                extra.fold.add(this.reading, at, threshold)
             return Verdict.FOLDED
         verdict = self._suppressed(state, _CRITICAL, at)
         if verdict is not None:
@@ -357,46 +378,49 @@ class AlertPolicy:
         outlook = Outlook(threshold, forecast.eta, forecast.rate, forecast.level)
         dues.append(self._raise(state, _FORECAST, this, threshold, outlook))
 
-    def _resolve(self, state: DeviceState, this: _Reading, dues: list[Due], *, forecasting: bool) -> None:
-        """A reading is cool when below the lowest threshold less the hysteresis with no forecast standing; a
-        cool run counts from after the device's latest alert (so readings read again after a restart, older than
-        an alert read back, start none). A backlog alert still waiting counts as raised at its last reading."""
-        at, limits, alerted = this.at, this.limits, state.alerted
-        if state.fold is not None:
-            alerted = max(alerted, state.fold.last)
-        if not (state.resolved < alerted <= at and at - alerted <= OPEN_MEMORY):
-            state.cool_since = _NAN
+    def _resolve(self, state: DeviceState, extra: More, this: _Reading, dues: list[Due], *, forecasting: bool) -> None:
+        """A reading is cool when a hysteresis below both the lowest threshold and the temperature the latest alert
+        reported, with no forecast standing; a cool run counts from after the device's latest alert (so readings
+        read again after a restart, older than an alert read back, start none). A backlog alert still waiting
+        counts as raised at its last reading."""
+        at, limits, alerted = this.at, this.limits, extra.alerted
+        if extra.fold is not None:
+            alerted = max(alerted, extra.fold.last)
+        if not (extra.resolved < alerted <= at and at - alerted <= OPEN_MEMORY):
+            extra.cool_since = _NAN
             return
         lowest = limits.critical if limits.warning is None else min(limits.critical, limits.warning)
-        below = min(lowest, state.alerted_temperature) - self.resolve_hysteresis
+        below = min(lowest, extra.alerted_temperature) - self.resolve_hysteresis
         if forecasting or not this.reading.temperature < below:
-            state.cool_since = _NAN
+            extra.cool_since = _NAN
             return
-        since = state.cool_since
+        since = extra.cool_since
         if not alerted <= since <= at:  # nan (a new cool run), from before the latest alert, or out of order
-            since = state.cool_since = at if math.isnan(since) or since < alerted else min(since, at)
+            since = extra.cool_since = at if math.isnan(since) or since < alerted else min(since, at)
         if this.late or self.resolve_after is None or at - since < self.resolve_after:
             return
         dues.append(self._raise(state, _RESOLVED, this, below, Resolution(TEMPERATURE_KINDS, since, below)))
-        state.cool_since = _NAN
+        extra.cool_since = _NAN
 
     # -- the partition's sweep -------------------------------------------------------------------
 
     def silence(self, state: DeviceState, clock: float) -> Due | None:
         """A silent alert, if the device's newest reading is `silence_after` behind its partition's clock."""
-        after = self.silence_after
-        last = state.last
-        if after is None or last is None or state.silenced > state.heard or clock - state.seen < after:
+        after, extra = self.silence_after, state.more
+        if after is None or extra is None or extra.last is None or extra.silenced > extra.heard:
             return None
-        this = _Reading(last, state.offset, clock, False, self.limits(last))
+        if clock - state.seen < after:
+            return None
+        this = _Reading(extra.last, extra.offset, clock, False, self.limits(extra.last))
         return self._raise(state, _SILENT, this, this.limits.critical, Silence(state.seen, clock - state.seen))
 
     def unfold(self, state: DeviceState) -> Due | None:
         """The device's backlog alert, if it has one waiting (its partition caught up)."""
-        return None if state.fold is None else self._unfold(state, state.fold)
+        extra = state.more
+        return None if extra is None or extra.fold is None else self._unfold(state, extra, extra.fold)
 
-    def _unfold(self, state: DeviceState, fold: Fold) -> Due:
-        state.fold = None
+    def _unfold(self, state: DeviceState, extra: More, fold: Fold) -> Due:
+        extra.fold = None
         this = _Reading(fold.peak, fold.offset, fold.last, False, Limits(fold.threshold, None))
         backlog = Backlog(fold.first, fold.last, fold.peak.temperature, fold.count)
         due = self._raise(state, _CRITICAL, this, fold.threshold, backlog)
@@ -406,22 +430,17 @@ class AlertPolicy:
         at = this.at
         state.in_flight = (*state.in_flight, (kind, at))
         if kind is _RESOLVED:
+            extra = more(state)
             if isinstance(detail, Resolution) and _SILENT in detail.ends:
-                state.heard = max(state.heard, at)
+                extra.heard = max(extra.heard, at)
             else:
-                state.resolved = max(state.resolved, at)
+                extra.resolved = max(extra.resolved, at)
         elif kind is _SILENT:
-            state.silenced = max(state.silenced, at)
-        else:
-            self._alerted(state, at, this.reading.temperature)
+            extra = more(state)
+            extra.silenced = max(extra.silenced, at)
+        elif self.resolve_after is not None:
+            _alerted(more(state), at, this.reading.temperature)
         return Due(kind, at, this.reading, threshold, this.offset, detail=detail)
-
-    @staticmethod
-    def _alerted(state: DeviceState, at: float, temperature: float) -> None:
-        if at > state.alerted:
-            state.alerted, state.alerted_temperature = at, temperature
-        elif at == state.alerted:
-            state.alerted_temperature = max(state.alerted_temperature, temperature)
 
     def _suppressed(self, state: DeviceState, kind: Kind, at: float) -> Verdict | None:
         cooldown = self.cooldown
@@ -446,25 +465,30 @@ class AlertPolicy:
         may be noticed again."""
         state.in_flight = _without(state.in_flight, (kind, at))
         if kind is _SILENT:
-            state.heard = max(state.heard, at)
+            extra = more(state)
+            extra.heard = max(extra.heard, at)
 
     def restored(self, state: DeviceState, records: tuple[Recorded, ...]) -> None:
         """Notifications delivered earlier (read back from the alerts topic) join the state, in any order."""
         for record in records:
             kind, at = record.kind, record.at
             if kind in TEMPERATURE_KINDS:
-                self._alerted(state, at, record.temperature if math.isfinite(record.temperature) else _INF)
+                if self.resolve_after is not None:
+                    _alerted(more(state), at, record.temperature if math.isfinite(record.temperature) else _INF)
                 if self.cooldown > 0 and (kind, at) not in state.delivered:
                     state.delivered = (*state.delivered, (kind, at))
             elif kind is _SILENT and self.silence_after is not None:
-                state.silenced = max(state.silenced, at)
+                extra = more(state)
+                extra.silenced = max(extra.silenced, at)
                 state.seen = max(state.seen, at - self.silence_after)  # its last reading was no later
             elif kind is _RESOLVED:
                 ends = record.ends or TEMPERATURE_KINDS
-                if _SILENT in ends:
-                    state.heard = max(state.heard, at)
-                if any(k in TEMPERATURE_KINDS for k in ends):
-                    state.resolved = max(state.resolved, at)
+                if _SILENT in ends and self.silence_after is not None:
+                    extra = more(state)
+                    extra.heard = max(extra.heard, at)
+                if any(k in TEMPERATURE_KINDS for k in ends) and self.resolve_after is not None:
+                    extra = more(state)
+                    extra.resolved = max(extra.resolved, at)
 
     def forget(self, state: DeviceState, horizon: float) -> None:
         """Drop delivered alerts older than `horizon`: they can no longer hold anything back."""
@@ -481,18 +505,32 @@ class AlertPolicy:
 
     def expired(self, state: DeviceState, clock: float) -> bool:
         """Whether nothing in the state can matter any more at partition clock `clock` (after `forget`)."""
-        if state.in_flight or state.fold is not None or state.delivered:
+        if state.in_flight or state.delivered:
             return False
+        extra = state.more
+        if extra is None:
+            return True
         memory = self.memory_horizon(clock)
-        if self.resolve_after is not None and state.alerted > state.resolved and state.alerted >= memory:
-            return False
+        open_alert = self.resolve_after is not None and extra.alerted > extra.resolved and extra.alerted >= memory
+        silence = False
         if self.silence_after is not None:
-            if state.silenced > state.heard:
-                if state.silenced >= memory:
-                    return False
-            elif state.last is not None:
-                return False  # still watched: the sweep calls it silent first
-        return not (self.model is not None and clock - state.seen < self.forecast_window)
+            silent = extra.silenced > extra.heard
+            # A silence is remembered for OPEN_MEMORY; a device not yet called silent is still watched.
+            silence = extra.silenced >= memory if silent else extra.last is not None
+        trend = self.model is not None and clock - state.seen < self.forecast_window
+        return extra.fold is None and not (open_alert or silence or trend)
+
+
+def folded(state: DeviceState) -> Fold | None:
+    """The device's backlog alert still waiting, if any."""
+    return None if state.more is None else state.more.fold
+
+
+def _alerted(extra: More, at: float, temperature: float) -> None:
+    if at > extra.alerted:
+        extra.alerted, extra.alerted_temperature = at, temperature
+    elif at == extra.alerted:
+        extra.alerted_temperature = max(extra.alerted_temperature, temperature)
 
 
 def _without(marks: tuple[Mark, ...], mark: Mark) -> tuple[Mark, ...]:

@@ -28,7 +28,7 @@ def test_unset_they_leave_the_original_alerter() -> None:
     env = Env(URL)
     settings = load_settings(env)
     assert settings.early == EarlyWarning(None, False, 5.0, None, 120.0, None, 5.0, None)
-    assert settings.max_tracked_devices == 1_000_000
+    assert settings.max_tracked_devices == 250_000
     assert alert_policy(settings).watch_above == 190.0
     docs = {name: (env.docs[name].default, env.docs[name].unit) for name in NAMES}
     assert docs == {
@@ -40,7 +40,7 @@ def test_unset_they_leave_the_original_alerter() -> None:
         "RESOLVE_AFTER": ("", "duration"),
         "RESOLVE_HYSTERESIS": ("5", "°C"),
         "SILENCE_AFTER": ("", "duration"),
-        "MAX_TRACKED_DEVICES": ("1000000", ""),
+        "MAX_TRACKED_DEVICES": ("250000", ""),
     }
     assert all(env.docs[name].help for name in NAMES)
 
