@@ -72,6 +72,22 @@ def alert_policy(settings: AlerterSettings) -> AlertPolicy:
     )
 
 
+def _early_text(settings: AlerterSettings) -> str:
+    """The early warnings turned on, for the start-up line."""
+    early, parts = settings.early, []
+    if early.warning_threshold is not None:
+        parts.append(f"warning above {early.warning_threshold:.2f}°C")
+    if early.thresholds_from_gpu:
+        parts.append(f"GPUs' own slowdown temperature less {early.gpu_threshold_margin:g}°C")
+    if early.forecast_horizon is not None:
+        parts.append(f"forecasts {early.forecast_horizon:g}s ahead over {early.forecast_window:g}s")
+    if early.resolve_after is not None:
+        parts.append(f"resolved after {early.resolve_after:g}s {early.resolve_hysteresis:g}°C below")
+    if early.silence_after is not None:
+        parts.append(f"silent after {early.silence_after:g}s")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 class NotifierStopped(RuntimeError):
     """The notifier thread ended while the service was running: alerts would pile up unsent."""
 
@@ -159,10 +175,11 @@ class AlerterService:
         self.notifier.start()
         settings = self._settings
         log.info(
-            "consuming %s as group %s; alerting above %.2f°C",
+            "consuming %s as group %s; alerting above %.2f°C%s",
             settings.source_topic,
             settings.consumer_group,
             settings.threshold,
+            _early_text(settings),
             extra={"topic": settings.source_topic, "group": settings.consumer_group},
         )
         self._next_commit = self._next_lag = self._next_probe = self._monotonic()
