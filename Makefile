@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KAFKA_LIB := local-kafka/lib
 KAFKA_STAMP := $(KAFKA_LIB)/.fetched
 
-.PHONY: help install monitoring-tools lock kafka-jars test lint unit integration demo bench soak kafka-up kafka-down kafka-status clean
+.PHONY: docs help install monitoring-tools lock kafka-jars test lint unit integration demo bench soak kafka-up kafka-down kafka-status clean
 
 # Every target carries a `## what it does` comment; `make help` lists them all from there, so none is left out.
 help: ## list the targets (this text)
@@ -44,6 +44,9 @@ $(KAFKA_STAMP): local-kafka/pom.xml
 	@touch $@
 
 kafka-jars: $(KAFKA_STAMP) ## fetch the Kafka jars with Maven into local-kafka/lib
+
+docs: $(STAMP) ## write the README's settings tables from the settings code (what --help prints)
+	$(BIN)/python scripts/settings-docs
 
 lint: $(STAMP) ## ruff and mypy (strict)
 	$(BIN)/ruff check .
