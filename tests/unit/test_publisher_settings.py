@@ -76,7 +76,7 @@ def test_ticks_option_overrides_max_ticks() -> None:
         ({"MAX_TICKS": "-1"}, [], r"MAX_TICKS=-1: expected an integer from 0 to 1000000000000"),
         ({"TOPIC_PARTITIONS": "0"}, [], r"TOPIC_PARTITIONS=0: expected an integer from 1"),
         ({"FLUSH_TIMEOUT": "soon"}, [], r"FLUSH_TIMEOUT='soon': expected a duration"),
-        ({"DELIVERY_TIMEOUT": "1000h"}, [], r"DELIVERY_TIMEOUT='1000h': expected a duration .* to 596h31m23.647s"),
+        ({"DELIVERY_TIMEOUT": "1000h"}, [], r"DELIVERY_TIMEOUT='1000h': expected a duration .* to 596h"),
         ({"NUM_DEVICES": "100", "MAX_BUFFERED_READINGS": "99"}, [], r"MAX_BUFFERED_READINGS=99: .*NUM_DEVICES \(100\)"),
         ({"LOG_FORMAT": "xml"}, [], r"LOG_FORMAT='xml': expected one of text, json"),
         ({"METRICS_PORT": "70000"}, [], r"METRICS_PORT=70000: expected an integer from 0 to 65535"),
