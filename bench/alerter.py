@@ -43,6 +43,7 @@ from confluent_kafka import Consumer, Producer
 from alerter.bootstrap import build, prepare_topics
 from alerter.metrics import AlerterMetrics
 from alerter.settings import load_settings
+from bench import targets
 from bench.table import print_table
 from shared.codec import encode
 from shared.config import Env
@@ -226,11 +227,11 @@ def throughput(bootstrap: str) -> None:
         rows,
     )
     ours = best[names[3]]
-    print(
-        f"targets: alerter >= 0.5 x ConsumerPerformance (best of {ROUNDS}): "
-        f"{'met' if ours >= 0.5 * reference else 'NOT MET'} ({ours / reference:.2f}); "
-        f">= 100,000 readings/s: {'met' if ours >= 100_000 else 'NOT MET'}"
+    targets.check(
+        "alerter", f"alerter >= 0.5 x ConsumerPerformance (best of {ROUNDS})", f"{ours / reference:.2f}",
+        ours >= 0.5 * reference,
     )
+    targets.check("alerter", "alerter >= 100,000 readings/s (best)", f"{ours:,.0f}", ours >= 100_000)
 
 
 # -- latency -------------------------------------------------------------------------------------
@@ -292,7 +293,14 @@ def latency(bootstrap: str) -> None:
         rows,
     )
     ours = p99.get("alerter: Slack stand-in")
-    print(f"target: alerter p99 < 50 ms: {'met' if ours is not None and ours < 50 else 'NOT MET'}")
+    bare_p99 = p99.get("Kafka only: bare consumer")
+    targets.check(
+        "alerter",
+        "alerter p99 < 50 ms, produce -> Slack stand-in",
+        "no alerts" if ours is None else f"{ours:.1f} ms (the bare consumer's p99: "
+        + ("-" if bare_p99 is None else f"{bare_p99:.1f} ms") + ")",
+        ours is not None and ours < 50,
+    )
 
 
 class _BareReader:
