@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -35,15 +36,17 @@ TRUNCATED_FROM: Final = "dlq-truncated-from"  # only on a value too large for th
 REASON_CODES: Final = ("empty", "too_large", "malformed_json", "invalid_field")
 _PREFIXES: Final = (("empty", "empty"), ("record too large", "too_large"), ("malformed", "malformed_json"))
 _REASON_MAX = 500
+_ANY_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _KEEP = MAX_RECORD_BYTES
 
 OnDone = Callable[[KafkaError | None], None]
 
 
 def why_unreadable(value: bytes | None) -> DecodeError:
-    """The codec's own verdict on a record the fast path could not decode (this path is rare)."""
+    """The codec's own verdict on a record the fast path could not decode (this path is rare). A missing
+    timestamp is no reason (the record's own stands in for it), so any time stands in for it here."""
     try:
-        decode_reading(value)
+        decode_reading(value, _ANY_TIME)
     except DecodeError as error:
         return error
     return DecodeError("invalid field: rejected by the alerter")  # decodable here: cannot happen, but be explicit
