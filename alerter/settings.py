@@ -94,7 +94,7 @@ def load_settings(env: Env) -> AlerterSettings:
         cooldown=env.duration("ALERT_COOLDOWN", 300.0, maximum=7 * 24 * 3600.0),
         max_clock_skew=env.duration("MAX_CLOCK_SKEW", 60.0, maximum=24 * 3600.0),
         webhook_url=_webhook_url(env),
-        slack_channel=env.string("SLACK_CHANNEL", "#alerts"),
+        slack_channel=_channel(env),
         slack_timeout=env.duration("SLACK_TIMEOUT", 10.0, minimum=0.05, maximum=300.0),
         slack_backoff_max=env.duration("SLACK_BACKOFF_MAX", 30.0, minimum=0.01, maximum=3600.0),
         alert_topic=_topic(env, "ALERT_TOPIC", "gpu-temperature-alerts"),
@@ -103,6 +103,16 @@ def load_settings(env: Env) -> AlerterSettings:
         commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=3600.0),
         shutdown_timeout=env.duration("SHUTDOWN_TIMEOUT", 10.0, maximum=600.0),
     )
+
+
+def _channel(env: Env) -> str:
+    """`#alerts` when unset; set but empty, no channel at all (the webhook's own), as the original's `omitempty`."""
+    channel = env.string(
+        "SLACK_CHANNEL",
+        "#alerts",
+        help="channel named in each message; set but empty, none is named and the webhook's own channel is used",
+    )
+    return "" if env.is_set("SLACK_CHANNEL") and env.raw("SLACK_CHANNEL") is None else channel
 
 
 def _session_timeout(env: Env) -> float:

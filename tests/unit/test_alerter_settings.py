@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from alerter.settings import load_settings
+from alerter.slack import alert_message, notice_message
 from shared.config import ConfigError, Env
+from tests.alerter_support import make_alert
 
 URL = "https://hooks.slack.com/services/T000/B000/SECRETTOKEN"
 
@@ -29,6 +31,19 @@ def test_defaults_are_the_originals() -> None:
     assert settings.dlq_topic == "gpu-temperature-dlq"
     assert settings.common.brokers == "localhost:9092"
     assert settings.common.metrics_port == 8702
+
+
+def test_an_empty_slack_channel_names_none() -> None:
+    """SLACK_CHANNEL set but empty (or blank) leaves the channel out of every message, so the webhook's own channel
+    is used, as the original's `omitempty`; unset, it is #alerts."""
+    for empty in ("", "  "):
+        settings = load_settings(Env({"SLACK_WEBHOOK_URL": URL, "SLACK_CHANNEL": empty}))
+        assert settings.slack_channel == ""
+        assert "channel" not in alert_message(make_alert(), settings.slack_channel)
+        assert "channel" not in notice_message("started", settings.slack_channel)
+    assert alert_message(make_alert(), load_settings(Env({"SLACK_WEBHOOK_URL": URL})).slack_channel)["channel"] == (
+        "#alerts"
+    )
 
 
 def test_values_are_read_and_converted() -> None:

@@ -258,6 +258,12 @@ def test_slack_webhook_comes_from_env_file(tmp_path: Path) -> None:
     assert "SLACK_WEBHOOK_URL_FILE" not in alerter["environment"]
 
 
+def test_an_empty_slack_channel_reaches_the_alerter_empty(tmp_path: Path) -> None:
+    """`SLACK_CHANNEL=` in .env passes an empty channel (the webhook's own is used), not the default #alerts."""
+    env = compose_config(env_file=env_file(tmp_path / ".env", SLACK_CHANNEL=""))
+    assert env["services"]["gpu-temp-alert"]["environment"]["SLACK_CHANNEL"] == ""
+
+
 def test_slack_webhook_file_becomes_a_compose_secret(tmp_path: Path) -> None:
     """SLACK_WEBHOOK_URL_FILE in .env mounts that file as a secret; the URL itself is in no environment or output."""
     webhook = tmp_path / "slack-webhook-url"
