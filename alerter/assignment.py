@@ -11,6 +11,13 @@ on the alerts topic. Only then is the offset committed: the new owner either
 re-reads an alert's record, or finds the alert on the alerts topic, never
 neither and never both. (A SIGKILL between Slack's acceptance and that record
 is the one window left; see the README.)
+
+A reading older than what was read back asks for a further restore, which
+blocks reading (up to RESTORE_TIMEOUT). Record timestamps are the producer's
+choice, so these are bounded: at most one per partition per
+RESTORE_INTERVAL (a reading that would need another meanwhile is judged on
+what is known), and each reaches at least twice as far back as the last, so
+timestamps that step back a day at a time cost a few restores, not one each.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from confluent_kafka import KafkaError, KafkaException
 from alerter.adapters.alerts_log import AlertsLog, RestoreError
 from alerter.adapters.readings import Source
 from alerter.domain.partition import Partition, Partitions
+from alerter.domain.timestamps import PAST_LIMIT
 from alerter.metrics import AlerterMetrics
 from alerter.notifier import NotifierLike
 from alerter.watch import ClusterWatch
@@ -34,6 +42,7 @@ log = logging.getLogger(__name__)
 
 RESTORE_MARGIN: Final = 60.0  # extra seconds of alerts history read back, for producers' clock disorder
 RESTORE_TIMEOUT: Final = 15.0  # for all partitions of one assignment: a rebalance must not stall for long
+RESTORE_INTERVAL: Final = 60.0  # seconds between two restores of one partition asked for by older readings
 REVOKE_GRACE: Final = 5.0  # how long a revoked partition's undelivered alerts may still finish
 POST_MARGIN: Final = 1.0  # seconds beyond the receiver's timeout that a post under way may take to report
 
@@ -64,16 +73,17 @@ class Assignment:
         self._clock = clock
         self._monotonic = monotonic
         self._lag_labels: set[int] = set()
+        self._restored_at: dict[int, float] = {}  # partition -> monotonic time of its last restore for older readings
         self.owning = threading.Event()  # owns at least one partition (read by /readyz)
         self.closing = False  # shutting down: the shutdown already waited for what was under way
 
     # -- rebalance callbacks ---------------------------------------------------------------------
 
     def assigned(self, numbers: list[int]) -> None:
-        policy = self._partitions.policy
-        since = self._clock() - policy.cooldown - 2 * policy.max_clock_skew - RESTORE_MARGIN
+        since = self._clock() - self._reach()
         deadline = self._monotonic() + RESTORE_TIMEOUT
         for number in numbers:
+            self._metrics.restores.labels("assigned").inc()
             self.restore(self._partitions.assign(number), since, max(1.0, deadline - self._monotonic()))
         self._changed("assigned", numbers)
 
@@ -119,6 +129,7 @@ class Assignment:
                     undelivered,
                     extra={"partition": partition.number},
                 )
+            self._restored_at.pop(partition.number, None)
             if partition.number in self._lag_labels:
                 self._lag_labels.discard(partition.number)
                 self._metrics.consumer_lag.remove(str(partition.number))
@@ -169,9 +180,24 @@ class Assignment:
             )
 
     def restore_before(self, partition: Partition, at: float) -> None:
-        """A reading at event time `at` is older than what was read back: read back what could cover it."""
+        """A reading at event time `at` is older than what was read back: read back what could cover it, at most
+        once per RESTORE_INTERVAL and at least twice as far back as what is covered (module docstring)."""
+        now, ticks = self._clock(), self._monotonic()
+        last = self._restored_at.get(partition.number)
+        if last is not None and ticks - last < RESTORE_INTERVAL:
+            self._metrics.restores_deferred.inc()
+            return
+        self._restored_at[partition.number] = ticks
+        covered = max(0.0, now - partition.restored_since)
+        oldest = now - PAST_LIMIT - self._reach()  # no trusted record time is older (alerter.domain.timestamps)
+        since = max(oldest, min(at - self._reach(), now - 2 * covered))
+        self._metrics.restores.labels("older_reading").inc()
+        self.restore(partition, since, RESTORE_TIMEOUT)
+
+    def _reach(self) -> float:
+        """How far before a reading's event time a delivered alert can still matter to it."""
         policy = self._partitions.policy
-        self.restore(partition, at - policy.cooldown - 2 * policy.max_clock_skew - RESTORE_MARGIN, RESTORE_TIMEOUT)
+        return policy.cooldown + 2 * policy.max_clock_skew + RESTORE_MARGIN
 
     # -- offsets ---------------------------------------------------------------------------------
 

@@ -1,23 +1,27 @@
 """A batch of readings in: offsets advanced, unreadable records dead-lettered, hot readings decided and handed over.
 
 Runs on the Kafka thread, once per consume() batch. Per hot reading: its
-event time (policy.event_time), a restore of older cooldowns if the reading
-is older than what was read back, the policy's verdict, and for an alert one
-log line and a hand-over to the notifier. Everything else is per batch.
+event time (policy.event_time, around the record's timestamp, or around its
+arrival when that timestamp is missing or absurd: alerter.domain.timestamps),
+a restore of older cooldowns if the reading is older than what was read back
+(bounded by the assignment), the policy's verdict, and for an alert one log
+line and a hand-over to the notifier. Everything else is per batch.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaException, Message
+from confluent_kafka import KafkaException, Message
 
 from alerter.adapters.dead_letters import DeadLetters, why_unreadable
 from alerter.adapters.readings import Batch
 from alerter.domain.notification import Notification
 from alerter.domain.partition import Partition, Partitions
 from alerter.domain.policy import Verdict, event_time
+from alerter.domain.timestamps import record_time
 from alerter.metrics import AlerterMetrics
 from alerter.settlement import Settlement
 from alerter.watch import ClusterWatch
@@ -39,6 +43,7 @@ class Intake:
         restore_before: Callable[[Partition, float], None],
         watch: ClusterWatch,
         metrics: AlerterMetrics,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._partitions = partitions
         self._dead_letters = dead_letters
@@ -47,6 +52,7 @@ class Intake:
         self._restore_before = restore_before  # (partition, event time): make sure cooldowns reaching it are known
         self._watch = watch
         self._metrics = metrics
+        self._clock = clock
         self._bad_throttle = Throttle(5.0)
         self.processed = 0  # records handled, good and bad (benchmarks read it)
 
@@ -72,13 +78,13 @@ class Intake:
         policy = partitions.policy
         skew, cooldown = policy.max_clock_skew, policy.cooldown
         counts = {Verdict.ALERT: 0, Verdict.COOLDOWN: 0, Verdict.IN_FLIGHT: 0, Verdict.NORMAL: 0}
+        arrival = self._clock()
         for message, reading in hot:
             partition = partitions.owned.get(message.partition())  # type: ignore[arg-type]
             if partition is None:
                 continue
             kind, millis = message.timestamp()
-            record_time = None if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0 else millis / 1000
-            at = event_time(reading.timestamp.timestamp(), record_time, skew)
+            at = event_time(reading.timestamp.timestamp(), record_time(kind, millis, arrival), skew)
             if at - cooldown < partition.restored_since:
                 self._restore_before(partition, at)
             verdict, notification = partitions.decide(partition, reading, message.offset(), at)  # type: ignore[arg-type]

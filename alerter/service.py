@@ -111,6 +111,7 @@ class AlerterService:
             restore_before=self._assignment.restore_before,
             watch=watch,
             metrics=metrics,
+            clock=clock,
         )
         self.shutdown_started: float | None = None  # monotonic() when shutdown began
         self._next_commit = self._next_lag = self._next_probe = 0.0

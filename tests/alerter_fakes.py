@@ -57,6 +57,7 @@ class FakeProducer:
         self.fail: KafkaError | None = None  # the next delivery report carries this error
         self.refuse: KafkaError | None = None  # produce() raises KafkaException(refuse) while set
         self.while_polling: Callable[[], None] | None = None  # runs at every poll: things that happen meanwhile
+        self.restores: list[float] = []  # where each read-back of the log started (epoch seconds asked for)
 
     def produce(  # noqa: PLR0917 - confluent_kafka.Producer.produce's own signature
         self,
@@ -119,6 +120,7 @@ class FakeLogConsumer:
     def offsets_for_times(self, partitions: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
         found = []
         for tp in partitions:
+            self._producer.restores.append(tp.offset / 1000)
             records = self._records(tp.topic, tp.partition)
             offset = next((i for i, m in enumerate(records) if m.timestamp()[1] >= tp.offset), -1)
             found.append(TopicPartition(tp.topic, tp.partition, offset))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-FUTURE_TOLERANCE: Final = 300.0  # seconds a producer's clock may run ahead of ours
+FUTURE_TOLERANCE: Final = 900.0  # seconds a producer's clock may run ahead of ours (unsynchronised hosts included)
 PAST_LIMIT: Final = 30 * 24 * 3600.0  # seconds: far beyond any retention a backlog could come from (default 7 days)
 NOT_AVAILABLE: Final = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 

@@ -265,3 +265,37 @@ def test_an_outage_makes_it_unready_until_records_flow_again(r: Rig) -> None:
     cool(r, "gpu-1")
     r.step()
     assert r.service.ready()
+
+
+def test_a_record_timestamp_of_minus_one_does_not_lift_the_clamp(r: Rig) -> None:
+    """Readings stamped an hour apart by the device but with record timestamp -1 are judged around their arrival,
+    so the device clock cannot make one device alert five times in a second."""
+    for hours in range(5):
+        r.source.add(0, reading("gpu-1", 180.0, r.clock() + hours * 3600), record_time=-0.001)
+    r.tick()
+    assert len(r.notifier.handed) == 1
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="in_flight") == 4
+
+
+def test_readings_stepping_back_a_day_each_cost_one_restore_per_minute(r: Rig) -> None:
+    """Hot readings whose timestamps step back a day at a time ask for older cooldowns: one restore of the partition
+    is made, the rest within the minute are judged on what is known; a minute later the next restore reaches at
+    least twice as far back as what was covered."""
+    day = 24 * 3600.0
+    for days in range(1, 11):
+        at = r.clock() - days * day
+        r.source.add(0, reading(f"gpu-{days}", 180.0, at), record_time=at)
+    restores_before = len(r.producer.restores)
+    r.tick()
+    assert len(r.producer.restores) == restores_before + 1
+    assert r.metric("gpu_alerter_restores_total", trigger="older_reading") == 1
+    assert r.metric("gpu_alerter_restores_deferred_total") == 9
+    assert len(r.notifier.handed) == 10, "each is still judged"
+
+    covered = r.clock() - r.producer.restores[-1]
+    r.clock.advance(61)
+    at = r.clock() - 10.5 * day
+    r.source.add(0, reading("gpu-11", 180.0, at), record_time=at)
+    r.tick()
+    assert r.metric("gpu_alerter_restores_total", trigger="older_reading") == 2
+    assert r.clock() - r.producer.restores[-1] >= 2 * covered
