@@ -28,15 +28,19 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from alerter.adapters.alerts_log import AlertsLog, RestoreError
+from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import Source
 from alerter.domain.partition import Partition, Partitions
 from alerter.domain.timestamps import PAST_LIMIT
 from alerter.metrics import AlerterMetrics
 from alerter.notifier import NotifierLike
 from alerter.watch import ClusterWatch
+from shared.codec import DecodeError
+from shared.kafka import error_text
+from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class Assignment:
         partitions: Partitions,
         source: Source,
         alerts_log: AlertsLog,
+        dead_letters: DeadLetters,
         notifier: NotifierLike,
         watch: ClusterWatch,
         metrics: AlerterMetrics,
@@ -65,6 +70,7 @@ class Assignment:
         self._partitions = partitions
         self._source = source
         self._alerts_log = alerts_log
+        self._dead_letters = dead_letters
         self._notifier = notifier
         self._watch = watch
         self._metrics = metrics
@@ -74,6 +80,7 @@ class Assignment:
         self._monotonic = monotonic
         self._lag_labels: set[int] = set()
         self._restored_at: dict[int, float] = {}  # partition -> monotonic time of its last restore for older readings
+        self._throttle = Throttle(30.0)
         self.owning = threading.Event()  # owns at least one partition (read by /readyz)
         self.closing = False  # shutting down: the shutdown already waited for what was under way
 
@@ -158,7 +165,7 @@ class Assignment:
     def restore(self, partition: Partition, since: float, timeout: float) -> None:
         """Read the partition's delivered alerts since `since` back from the alerts topic into its device states."""
         try:
-            found = self._alerts_log.restore(partition.number, since, timeout)
+            found = self._alerts_log.restore(partition.number, since, timeout, self._unreadable)
         except RestoreError as exc:
             log.warning(
                 "cooldowns of partition %d not restored (%s): a device may alert again within its cooldown",
@@ -177,6 +184,27 @@ class Assignment:
                 len(found),
                 partition.number,
                 extra={"partition": partition.number},
+            )
+
+    def _unreadable(self, message: Message, error: DecodeError) -> None:
+        """An alerts-topic record a restore could not read (once per process): to the dead-letter topic with its
+        reason, counted, logged at most once per 30 s. Nothing here may stop the restore."""
+        where = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
+        try:
+            code = self._dead_letters.record(message, error, lambda _error: None)  # the copy is produced until acked
+        except KafkaException as exc:
+            code, copied = "", f"not copied to {self._dead_letters.topic} ({error_text(exc)})"
+        else:
+            self._metrics.dead_lettered.labels(code).inc()
+            copied = f"copied to {self._dead_letters.topic}"
+        suppressed = self._throttle.allow(f"unreadable-alert-{code}")
+        if suppressed is not None:
+            log.warning(
+                "skipping an unreadable record on the alerts topic (%s); %s%s",
+                error.reason,
+                copied,
+                f" ({suppressed} more since the last report)" if suppressed else "",
+                extra={**where, "reason": code},
             )
 
     def restore_before(self, partition: Partition, at: float) -> None:

@@ -95,6 +95,7 @@ class AlerterService:
             partitions=self._partitions,
             source=source,
             alerts_log=alerts_log,
+            dead_letters=dead_letters,
             notifier=notifier,
             watch=watch,
             metrics=metrics,

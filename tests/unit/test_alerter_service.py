@@ -9,9 +9,9 @@ from alerter.adapters.alerts_log import SOURCE_PARTITION_HEADER
 from alerter.adapters.dead_letters import KIND, REASON, REASON_CODE
 from alerter.domain.notification import Kind, Status
 from alerter.service import NotifierStopped
-from shared.codec import decode_alert
+from shared.codec import decode_alert, encode
 from tests.alerter_fakes import ALERTS, DLQ, Rig, rig
-from tests.alerter_support import reading
+from tests.alerter_support import make_alert, reading
 
 
 def hot(r: Rig, device: str, temperature: float = 180.0, partition: int = 0, after: float = 0.0) -> int:
@@ -299,3 +299,28 @@ def test_readings_stepping_back_a_day_each_cost_one_restore_per_minute(r: Rig) -
     r.tick()
     assert r.metric("gpu_alerter_restores_total", trigger="older_reading") == 2
     assert r.clock() - r.producer.restores[-1] >= 2 * covered
+
+
+def test_unreadable_alerts_topic_records_are_dead_lettered_once_and_the_restore_goes_on() -> None:
+    """Records on the alerts topic that cannot be read are copied to the dead-letter topic with their reason and
+    counted, once per process however often restores read them again; the valid alerts around them are restored."""
+    r = rig()
+    junk = [b"{not json", b"", b'{"device_id":"gpu-9"}', b"\xff\xfe"]
+    for value in junk:
+        r.producer.produce(ALERTS, value=value, key=b"gpu-9", partition=0)
+    alert = make_alert(device_id="gpu-1", timestamp=reading("gpu-1", 0, r.clock() - 10).timestamp)
+    r.producer.produce(ALERTS, value=encode(alert), key=b"gpu-1", partition=0, timestamp=round((r.clock() - 10) * 1000))
+    r.producer.poll(0)
+    r.source.assign([0])
+    r.source.revoke([0])
+    r.source.assign([0])
+    r.tick()
+    copies = r.producer.records(DLQ)
+    assert [c.value() for c in copies] == junk
+    assert {dict(c.headers() or [])[REASON_CODE] for c in copies} == {b"malformed_json", b"empty", b"invalid_field"}
+    assert all(dict(c.headers() or [])[b"dlq-source-topic".decode()] == ALERTS.encode() for c in copies)
+    assert r.metric("gpu_alerter_dead_lettered_total", reason="malformed_json") == 2
+    assert r.metric("gpu_alerter_cooldowns_restored_total") == 2  # the valid alert, read back by both restores
+    hot(r, "gpu-1")
+    r.tick()
+    assert r.notifier.handed == [], "its cooldown was restored past the unreadable records"
