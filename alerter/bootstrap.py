@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import ReadingsSource
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.adapters.slack_receiver import SlackReceiver
 from alerter.domain.notification import Result
 from alerter.metrics import AlerterMetrics
@@ -142,6 +143,7 @@ def build(
         source=ReadingsSource(config, settings.source_topic, settings.threshold),
         alerts_log=alerts_log,
         dead_letters=DeadLetters(producer, settings.dlq_topic),
+        rekeyer=Rekeyer(producer, settings.source_topic),
         producer=producer,
         notifier=notifier,
         results=results,

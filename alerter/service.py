@@ -30,6 +30,7 @@ from confluent_kafka import KafkaException
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import Source
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.assignment import Assignment
 from alerter.domain.notification import Result
 from alerter.domain.partition import Partitions
@@ -66,6 +67,7 @@ class AlerterService:
         source: Source,
         alerts_log: AlertsLog,
         dead_letters: DeadLetters,
+        rekeyer: Rekeyer,
         producer: Producer,
         notifier: NotifierLike,
         results: queue.SimpleQueue[Result],
@@ -107,6 +109,7 @@ class AlerterService:
         self._intake = Intake(
             partitions=self._partitions,
             dead_letters=dead_letters,
+            rekeyer=rekeyer,
             settlement=self._settlement,
             submit=notifier.submit,
             restore_before=self._assignment.restore_before,

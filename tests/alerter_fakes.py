@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import BATCH, Batch, SourceListener, scan
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.domain.notification import Notification, Result, Status
 from alerter.metrics import AlerterMetrics
 from alerter.service import AlerterService
@@ -172,15 +173,21 @@ class FakeSource:
     on_error: Callable[[KafkaError], None] | None = None
     closed: bool = False
 
-    def add(self, partition: int, value: TemperatureReading | bytes | None, record_time: float | None = None) -> int:
-        """Append a record (a reading, or raw bytes); returns its offset."""
+    def add(
+        self,
+        partition: int,
+        value: TemperatureReading | bytes | None,
+        record_time: float | None = None,
+        key: bytes | None = b"",
+    ) -> int:
+        """Append a record (a reading, keyed by its device unless `key` is given, or raw bytes); returns its offset."""
         records = self.records.setdefault(partition, [])
         if isinstance(value, TemperatureReading):
-            key: bytes | None = value.device_id.encode()
+            key = value.device_id.encode() if key == b"" else key
             stamp = value.timestamp.timestamp() if record_time is None else record_time
             raw: bytes | None = encode(value)
         else:
-            key, stamp, raw = b"raw", record_time or 0.0, value
+            key, stamp, raw = b"raw" if key == b"" else key, record_time or 0.0, value
         offset = len(records)
         stamped = (1, round(stamp * 1000))
         message = Message(topic=self.topic, partition=partition, offset=offset, key=key, value=raw, timestamp=stamped)
@@ -331,6 +338,7 @@ def rig(**env: str) -> Rig:
         source=source,
         alerts_log=AlertsLog(kafka_producer, lambda: cast(Consumer, FakeLogConsumer(producer)), ALERTS, READINGS, 4),
         dead_letters=DeadLetters(kafka_producer, DLQ),
+        rekeyer=Rekeyer(kafka_producer, READINGS),
         producer=producer,
         notifier=notifier,
         results=results,

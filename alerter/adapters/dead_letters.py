@@ -21,7 +21,7 @@ from typing import Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from shared.codec import CONTENT_TYPE_HEADER, MAX_RECORD_BYTES, DecodeError, decode_reading
-from shared.kafka import Headers, error_text, kafka_error, produce
+from shared.kafka import Headers, error_text, kafka_error, produce_until_acknowledged
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
@@ -91,36 +91,29 @@ class DeadLetters:
         self._produce(key, value, headers, on_done)
 
     def _produce(self, key: bytes | None, value: bytes | None, headers: Headers, on_done: OnDone) -> None:
-        """Produce until the broker acknowledges: a failed copy is produced again, never dropped."""
+        """Produce until the broker acknowledges: a failed copy is produced again (shortened if too large)."""
 
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is None:
-                on_done(None)
-                return
+        def failed(error: KafkaError) -> None:
             if self._throttle.allow(f"dlq-{error.code()}") is not None:
                 log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error_text(error))
-            try:
-                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    self._produce(key, *_truncated(value, headers), on_done)
-                else:
-                    self._produce(key, value, headers, on_done)
-            except KafkaException as exc:  # raised here it would surface in the middle of a poll
-                log.error(  # noqa: TRY400 - one clear line
-                    "dead-letter copy to %s cannot be produced again (%s); its record stays uncommitted",
-                    self.topic,
-                    error_text(exc),
-                )
-                on_done(error)
+
+        def adjust(error: KafkaError, value: bytes | None, headers: Headers) -> tuple[bytes | None, Headers]:
+            return _truncated(value, headers) if error.code() == KafkaError.MSG_SIZE_TOO_LARGE else (value, headers)
+
+        def send(value: bytes | None, headers: Headers) -> None:
+            produce_until_acknowledged(
+                self._producer, self.topic, value, key, headers=headers, on_done=on_done, on_failure=failed,
+                adjust=adjust,
+            )
 
         try:
-            produce(self._producer, self.topic, value, key, headers=headers, on_delivery=delivered)
+            send(value, headers)
         except KafkaException as exc:
             error = kafka_error(exc)
             too_large = error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
             if not too_large or value is None or len(value) <= _KEEP:
                 raise
-            value, headers = _truncated(value, headers)  # `delivered` sees the truncated copy too
-            produce(self._producer, self.topic, value, key, headers=headers, on_delivery=delivered)
+            send(*_truncated(value, headers))  # delivery reports see the truncated copy too
 
 
 def _truncated(value: bytes | None, headers: Headers) -> tuple[bytes | None, Headers]:

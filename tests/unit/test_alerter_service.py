@@ -7,10 +7,11 @@ from confluent_kafka import KafkaError, KafkaException
 
 from alerter.adapters.alerts_log import SOURCE_PARTITION_HEADER
 from alerter.adapters.dead_letters import KIND, REASON, REASON_CODE
+from alerter.adapters.rekeyed import REKEYED_FROM, REKEYED_KEY
 from alerter.domain.notification import Kind, Status
 from alerter.service import NotifierStopped
 from shared.codec import decode_alert, encode
-from tests.alerter_fakes import ALERTS, DLQ, Rig, rig
+from tests.alerter_fakes import ALERTS, DLQ, READINGS, Rig, rig
 from tests.alerter_support import make_alert, reading
 
 
@@ -324,3 +325,33 @@ def test_unreadable_alerts_topic_records_are_dead_lettered_once_and_the_restore_
     hot(r, "gpu-1")
     r.tick()
     assert r.notifier.handed == [], "its cooldown was restored past the unreadable records"
+
+
+def test_a_hot_reading_keyed_otherwise_is_produced_again_keyed_by_its_device(r: Rig) -> None:
+    """A hot reading whose key is not its device_id is not judged where it landed: it is produced again, byte for
+    byte with its timestamp, keyed by its device_id, and its record is committed once that copy is acknowledged;
+    judged on the device's partition, the device gets one alert per cooldown."""
+    r.source.add(1, reading("gpu-1", 180.0, r.clock()))
+    misplaced = reading("gpu-1", 181.0, r.clock() + 1)
+    stamp = round(misplaced.timestamp.timestamp() * 1000)
+    offset = r.source.add(0, misplaced, key=b"gpu-7")
+    r.source.add(0, reading("gpu-2", 182.0, r.clock() + 2), key=None)
+    r.producer.hold = True
+    r.tick()
+    assert [n.alert.device_id for n in r.notifier.handed] == ["gpu-1"]
+    assert r.source.commits.get(0) in (None, offset), "held until the copies are acknowledged"
+    r.producer.hold = False
+    r.tick()
+    r.tick()
+    assert r.source.commits[0] == offset + 2
+    copies = r.producer.records(READINGS)
+    assert [(c.key(), c.value()) for c in copies] == [(b"gpu-1", encode(misplaced)), (b"gpu-2", copies[1].value())]
+    assert copies[0].timestamp() == (1, stamp)
+    headers = dict(copies[0].headers() or [])
+    assert (headers[REKEYED_FROM], headers[REKEYED_KEY]) == (f"0/{offset}".encode(), b"gpu-7")
+    assert REKEYED_KEY not in dict(copies[1].headers() or [])
+    assert r.metric("gpu_alerter_readings_rekeyed_total") == 2
+
+    r.source.add(1, reading("gpu-1", 181.0, r.clock()), key=copies[0].key())  # the copy, on gpu-1's partition
+    r.tick()
+    assert [n.alert.device_id for n in r.notifier.handed] == ["gpu-1"], "one alert per cooldown for gpu-1"
