@@ -26,11 +26,12 @@ from alerter.domain.partition import Partition, Partitions
 from alerter.domain.policy import Verdict, event_time
 from alerter.domain.timestamps import record_time
 from alerter.metrics import AlerterMetrics
+from alerter.receiver import Sighting
 from alerter.settlement import Settlement
 from alerter.watch import ClusterWatch
 from shared.kafka import error_text
 from shared.logs import Throttle
-from shared.models import TemperatureReading
+from shared.models import AlertEvent, TemperatureReading
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Intake:
         rekeyer: Rekeyer,
         settlement: Settlement,
         submit: Callable[[Notification], None],
+        observe: Callable[[list[Sighting]], None] | None,
         restore_before: Callable[[Partition, float], None],
         watch: ClusterWatch,
         metrics: AlerterMetrics,
@@ -54,6 +56,7 @@ class Intake:
         self._rekeyer = rekeyer
         self._settlement = settlement
         self._submit = submit
+        self._observe = observe  # hot readings kept quiet by a cooldown: their alert's condition still holds
         self._restore_before = restore_before  # (partition, event time): make sure cooldowns reaching it are known
         self._watch = watch
         self._metrics = metrics
@@ -86,6 +89,7 @@ class Intake:
         counts = {Verdict.ALERT: 0, Verdict.COOLDOWN: 0, Verdict.IN_FLIGHT: 0, Verdict.NORMAL: 0}
         arrival = self._clock()
         rekeyed = 0
+        seen: dict[str, tuple[TemperatureReading, float]] | None = {} if self._observe is not None else None
         for message, reading in hot:
             partition = partitions.owned.get(message.partition())  # type: ignore[arg-type]
             if partition is None:
@@ -99,6 +103,8 @@ class Intake:
                 self._restore_before(partition, at)
             verdict, notification = partitions.decide(partition, reading, message.offset(), at)  # type: ignore[arg-type]
             counts[verdict] += 1
+            if seen is not None and verdict is not Verdict.ALERT:
+                seen[reading.device_id] = (reading, at)
             if notification is not None:
                 log.warning(
                     "HIGH TEMPERATURE ALERT: Device %s - %.2f°C exceeds threshold of %.2f°C",
@@ -108,6 +114,8 @@ class Intake:
                     extra={"device": reading.device_id, "partition": partition.number, "offset": notification.offset},
                 )
                 self._submit(notification)
+        if seen and self._observe is not None:
+            self._observe([Sighting(AlertEvent.from_reading(r, policy.threshold), at) for r, at in seen.values()])
         if rekeyed:
             self._metrics.readings_rekeyed.inc(rekeyed)
         if counts[Verdict.ALERT]:

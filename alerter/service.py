@@ -112,6 +112,7 @@ class AlerterService:
             rekeyer=rekeyer,
             settlement=self._settlement,
             submit=notifier.submit,
+            observe=notifier.observe if notifier.observing else None,
             restore_before=self._assignment.restore_before,
             watch=watch,
             metrics=metrics,
@@ -126,8 +127,14 @@ class AlerterService:
         return self._intake.processed
 
     def ready(self) -> bool:
-        """Owning partitions, the cluster reachable, the notifier alive (health.HealthServer's /readyz)."""
-        return self._assignment.owning.is_set() and self._watch.healthy() and self.notifier.alive()
+        """Owning partitions, the cluster reachable, the notifiers alive and no receiver refusing every alert
+        (health.HealthServer's /readyz)."""
+        return (
+            self._assignment.owning.is_set()
+            and self._watch.healthy()
+            and self.notifier.alive()
+            and self.notifier.accepting()
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then shut down (also when a fatal error or a dead notifier ends it)."""

@@ -12,7 +12,7 @@ The real adapters (AlertsLog, DeadLetters) and the real domain run on top of the
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -24,6 +24,7 @@ from alerter.adapters.readings import BATCH, Batch, SourceListener, scan
 from alerter.adapters.rekeyed import Rekeyer
 from alerter.domain.notification import Notification, Result, Status
 from alerter.metrics import AlerterMetrics
+from alerter.receiver import Sighting
 from alerter.service import AlerterService
 from alerter.settings import load_settings
 from alerter.watch import ClusterWatch
@@ -255,9 +256,12 @@ class FakeSource:
 class FakeNotifier:
     """Keeps what it was handed (`handed`); the test answers with `complete`, results go where the service reads."""
 
-    def __init__(self, results: queue.SimpleQueue[Result]) -> None:
+    def __init__(self, results: queue.SimpleQueue[Result], observing: bool = False) -> None:
         self._results = results
+        self.observing = observing
         self.handed: list[Notification] = []
+        self.sightings: list[Sighting] = []
+        self.refusing = False
         self.cancelled: set[int] = set()
         self.posting: int | None = None  # what cancel() reports as under way
         self.running = False
@@ -268,6 +272,12 @@ class FakeNotifier:
 
     def submit(self, notification: Notification) -> None:
         self.handed.append(notification)
+
+    def observe(self, sightings: Sequence[Sighting]) -> None:
+        self.sightings += sightings
+
+    def accepting(self) -> bool:
+        return not self.refusing
 
     def cancel(self, ids: Collection[int]) -> int | None:
         self.cancelled.update(ids)

@@ -1,4 +1,4 @@
-"""The dead-letter topic: records the alerter cannot read, and alerts Slack refused for good.
+"""The dead-letter topic: records the alerter cannot read, and alerts a receiver refused for good.
 
 A record lands there byte for byte (key, value, original headers) with headers
 saying why and where it came from, so an operator can inspect, fix and replay
@@ -14,6 +14,7 @@ delivery reports.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
@@ -37,6 +38,7 @@ REASON_CODES: Final = ("empty", "too_large", "malformed_json", "invalid_field")
 _PREFIXES: Final = (("empty", "empty"), ("record too large", "too_large"), ("malformed", "malformed_json"))
 _REASON_MAX = 500
 _ANY_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_REFUSER: Final = re.compile(r"(?:^|; )([a-z]+) rejected the alert")
 _KEEP = MAX_RECORD_BYTES
 
 OnDone = Callable[[KafkaError | None], None]
@@ -57,6 +59,12 @@ def reason_code(error: DecodeError) -> str:
         if error.reason.startswith(prefix):
             return code
     return "invalid_field"
+
+
+def refusal_code(reason: str) -> str:
+    """`slack_rejected`, `alertmanager_rejected`, or `rejected` when several receivers (or an unknown one) refused."""
+    refusers = _REFUSER.findall(reason)
+    return f"{refusers[0]}_rejected" if len(refusers) == 1 else "rejected"
 
 
 class DeadLetters:
@@ -80,12 +88,13 @@ class DeadLetters:
         return code
 
     def alert(self, key: bytes, value: bytes, reason: str, source: tuple[str, int, int], on_done: OnDone) -> None:
-        """Park an alert Slack refused (its AlertEvent JSON), so it is kept rather than lost."""
+        """Park an alert a receiver refused (its AlertEvent JSON), so it is kept rather than lost. `reason` is the
+        notifier's ("slack rejected the alert: HTTP 404 ..."); the code names the receiver that refused it."""
         headers: Headers = [
             CONTENT_TYPE_HEADER,
             (KIND, b"alert"),
             (REASON, reason[:_REASON_MAX].encode()),
-            (REASON_CODE, b"slack_rejected"),
+            (REASON_CODE, refusal_code(reason).encode()),
             *_source(*source),
         ]
         self._produce(key, value, headers, on_done)

@@ -73,13 +73,14 @@ def test_cooldown_covers_later_hot_readings_in_flight_and_delivered(r: Rig) -> N
     assert r.metric("gpu_alerter_alerts_suppressed_total", reason="cooldown") == 1
 
 
-def test_a_refused_alert_is_parked_and_spends_no_cooldown(r: Rig) -> None:
+def test_a_refused_alert_is_parked_and_keeps_its_cooldown(r: Rig) -> None:
     """A REJECTED result puts the alert on the dead-letter topic with its reason; once that copy is acknowledged
-    the record is released, and the device's next hot reading alerts again."""
-    offset = hot(r, "gpu-1")
+    the record is released. The device's cooldown starts as if delivered, so a revoked webhook is not asked again
+    at its next hot readings, only a cooldown later."""
+    hot(r, "gpu-1")
     r.step()
     r.notifier.complete(r.notifier.handed[0], Status.REJECTED, "slack rejected the alert: HTTP 404 refused")
-    hot(r, "gpu-1", after=5)
+    later = hot(r, "gpu-1", after=5)
     r.tick()
     r.tick()
     [parked] = r.producer.records(DLQ)
@@ -90,8 +91,27 @@ def test_a_refused_alert_is_parked_and_spends_no_cooldown(r: Rig) -> None:
         b"slack_rejected",
     )
     assert decode_alert(parked.value()).device_id == "gpu-1"
-    assert len(r.notifier.handed) == 2, "no cooldown from a refused alert"
-    assert r.source.commits[0] == offset + 1, "released up to the second alert, which is still in flight"
+    assert len(r.notifier.handed) == 1, "no second post within the cooldown of a refused alert"
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="cooldown") == 1
+    assert r.source.commits[0] == later + 1
+    assert r.producer.records(ALERTS) == [], "refused, so not recorded as delivered"
+    hot(r, "gpu-1", after=301)
+    r.tick()
+    assert len(r.notifier.handed) == 2, "a cooldown later it is raised again"
+
+
+def test_an_alert_one_receiver_refused_is_delivered_and_parked(r: Rig) -> None:
+    """DELIVERED with a refusal's reason (another receiver refused it): recorded on the alerts topic and parked on
+    the dead-letter topic, the record released once both writes are acknowledged."""
+    offset = hot(r, "gpu-1")
+    r.step()
+    r.notifier.complete(r.notifier.handed[0], Status.DELIVERED, "alertmanager rejected the alert: HTTP 401")
+    r.tick()
+    r.tick()
+    assert len(r.producer.records(ALERTS)) == 1
+    [parked] = r.producer.records(DLQ)
+    assert dict(parked.headers() or [])[REASON_CODE] == b"alertmanager_rejected"
+    assert r.source.commits[0] == offset + 1
 
 
 @pytest.mark.parametrize("status", [Status.FAILED, Status.ABANDONED])
