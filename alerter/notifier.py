@@ -61,7 +61,10 @@ T = TypeVar("T")
 class NotifierLike(Protocol):
     """What the service needs from its notifiers (Fanout; tests use an in-memory one)."""
 
-    observing: bool  # whether any receiver wants sightings (then `observe` is worth calling)
+    @property
+    def observing(self) -> bool:
+        """Whether any receiver wants sightings (then `observe` is worth calling)."""
+        ...
 
     def start(self) -> None: ...
     def submit(self, notification: Notification) -> None: ...

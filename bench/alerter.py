@@ -182,7 +182,8 @@ def _alerter(bootstrap: str, topic: str, slack_url: str) -> Run:
     finally:
         stop.set()
         thread.join(60)
-        client.close()
+        if client is not None:
+            client.close()
 
 
 def _poll_until(condition: Callable[[], bool]) -> None:

@@ -316,7 +316,9 @@ def test_services_accept_the_compose_environment(config: dict[str, Any]) -> None
     assert publisher.num_devices == 5
     alerter = load_alerter_settings(Env(config["services"]["gpu-temp-alert"]["environment"]))
     assert alerter.threshold == 150.0
+    assert alerter.webhook_url is not None
     assert alerter.webhook_url.reveal() == STAND_IN_URL
+    assert not alerter.alertmanager.enabled, "ALERTMANAGER_URL is empty unless .env sets it"
     assert alerter.common.topic_replication_factor == 1
     assert alerter.common.metrics_port == ALERTER_PORT
 
