@@ -357,6 +357,7 @@ def parse_args(argv: Sequence[str]) -> None:
     """No options besides --help: an unknown one is a ConfigError rather than silently ignored."""
     _Parser(
         prog=SERVICE,
-        description="Consume GPU temperature readings from Kafka and alert Slack above a threshold. Configured by"
-        " environment variables (see the README); a .env file in the working directory is read too.",
+        description="Consume GPU temperature readings from Kafka and alert Slack and/or Alertmanager above a"
+        " threshold. Configured by environment variables (see the README); a .env file in the working directory is"
+        " read too.",
     ).parse_args(list(argv))
