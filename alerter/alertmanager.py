@@ -563,7 +563,10 @@ class AlertmanagerReceiver:
 
     def post(self, notification: Notification) -> Attempt:
         """One attempt at the first post of the alert the policy raised (startsAt: its event time)."""
-        return self.post_alert(GpuAlert.from_event(notification.alert, KINDS[notification.kind], at=notification.at))
+        kind = KINDS.get(notification.kind)
+        if kind is None:  # a notification kind added without its Alertmanager alert: fails that one (FAILED)
+            raise ValueError(f"no Alertmanager alert for notifications of kind {notification.kind.value}")
+        return self.post_alert(GpuAlert.from_event(notification.alert, kind, at=notification.at))
 
     def sighted(self, sighting: Sighting) -> None:
         """A hot reading of the device, alerted or kept quiet by the cooldown: its alert still holds."""
