@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("bench.publisher", "bench.alerter")
+PARTS = ("bench.publisher", "bench.alerter", "bench.forecast")
 
 
 def main() -> int:
