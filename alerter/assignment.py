@@ -4,10 +4,10 @@ The rebalance callbacks run inside consume(), on the Kafka thread. A new
 partition first gets its recent delivered alerts back from the alerts topic,
 so a restarted or new instance does not repeat an alert still in cooldown.
 A partition that goes is handed over cleanly: its work gets REVOKE_GRACE to
-finish, then what is left is taken back from the notifier, and if one of its
-alerts is being posted at that moment, the hand-over waits for that post
-(bounded by the receiver's timeout) and, if it was delivered, for its record
-on the alerts topic. Only then is the offset committed: the new owner either
+finish, then what is left is taken back from the notifiers, and if some of its
+alerts are being posted at that moment (at most one per receiver), the
+hand-over waits for those posts (bounded by the receiver's timeout) and, if
+delivered, for their records on the alerts topic. Only then is the offset committed: the new owner either
 re-reads an alert's record, or finds the alert on the alerts topic, never
 neither and never both. (A SIGKILL between Slack's acceptance and that record
 is the one window left; see the README.)
@@ -114,10 +114,10 @@ class Assignment:
         deadline = self._monotonic() + REVOKE_GRACE
         while any(partition.busy() for partition in leaving) and self._monotonic() < deadline:
             self._serve(0.05)
-        posting = self._notifier.cancel([i for partition in leaving for i in partition.outstanding])
+        self._notifier.cancel([i for partition in leaving for i in partition.outstanding])
 
-        def unsettled() -> bool:
-            return any(posting in p.outstanding or p.writes for p in leaving)
+        def unsettled() -> bool:  # cancelled ones come back at once; posts under way (one per receiver) finish
+            return any(p.outstanding or p.writes for p in leaving)
 
         deadline = self._monotonic() + self._post_timeout + POST_MARGIN
         while unsettled() and self._monotonic() < deadline:
