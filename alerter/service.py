@@ -101,7 +101,7 @@ class AlerterService:
             notifier=notifier,
             watch=watch,
             metrics=metrics,
-            post_timeout=settings.slack_timeout,
+            post_timeout=settings.post_timeout,
             serve=self._serve,
             clock=clock,
             monotonic=monotonic,
@@ -226,7 +226,7 @@ class AlerterService:
 
         while unfinished() and self._monotonic() < deadline and self.notifier.alive():
             self._serve(0.05)
-        self.notifier.stop(timeout=self._settings.slack_timeout + 1.0)
+        self.notifier.stop(timeout=self._settings.post_timeout + 1.0)
         self._settlement.settle()  # deliveries that ended during stop() get their records now
         self._producer.flush(max(1.0, deadline - self._monotonic()))
         self._settlement.settle()

@@ -147,6 +147,12 @@ class AlerterSettings:
     alertmanager: AlertmanagerSettings
     alert_budget_per_minute: int
 
+    @property
+    def post_timeout(self) -> float:
+        """The longest one post to a configured receiver may take (a hand-over or a shutdown waits that long)."""
+        slack = self.slack_timeout if self.webhook_url is not None else 0.0
+        return max(slack, self.alertmanager.timeout if self.alertmanager.enabled else 0.0)
+
 
 def load_settings(env: Env) -> AlerterSettings:
     webhook_url = _webhook_url(env)
