@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KAFKA_LIB := local-kafka/lib
 KAFKA_STAMP := $(KAFKA_LIB)/.fetched
 
-.PHONY: help install monitoring-tools lock kafka-jars test lint unit integration demo bench soak kafka-up kafka-down kafka-status clean
+.PHONY: docs help install monitoring-tools lock kafka-jars test lint unit integration demo bench soak kafka-up kafka-down kafka-status clean
 
 # Every target carries a `## what it does` comment; `make help` lists them all from there, so none is left out.
 help: ## list the targets (this text)
@@ -38,10 +38,15 @@ lock: ## regenerate requirements.lock and requirements-dev.lock (with hashes) fr
 $(KAFKA_STAMP): local-kafka/pom.xml
 	@scripts/check-prereqs java maven
 	rm -rf $(KAFKA_LIB)
-	mvn -q -B -Dstyle.color=never -f local-kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib -DincludeScope=runtime
+	@# Maven writes colour resets even in batch mode (-B) and with style.color=never: strip them.
+	set -o pipefail; mvn -q -B -Dstyle.color=never -f local-kafka/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=lib -DincludeScope=runtime 2>&1 | sed 's/\x1b\[[0-9;]*m//g'
 	@touch $@
 
 kafka-jars: $(KAFKA_STAMP) ## fetch the Kafka jars with Maven into local-kafka/lib
+
+docs: $(STAMP) ## write the README's settings tables from the settings code (what --help prints)
+	$(BIN)/python scripts/settings-docs
 
 lint: $(STAMP) ## ruff and mypy (strict)
 	$(BIN)/ruff check .

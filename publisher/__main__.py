@@ -2,7 +2,8 @@
 
 Exit codes: 0 when every reading produced was delivered, 1 when some were
 not (or the cluster never answered, or the producer failed for good),
-2 for a configuration error.
+2 for a configuration error or when READINGS_SOURCE=nvml finds no NVML
+library or driver (one line, before any connection to Kafka).
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from publisher.kafka_sink import LIBRDKAFKA_LOG, KafkaSink, kafka_config
+from publisher.dcgm_source import DcgmSource
+from publisher.high_temp import plural
+from publisher.kafka_sink import LIBRDKAFKA_LOG, USUAL_FAILURES, KafkaSink, kafka_config
 from publisher.metrics import PublisherMetrics
-from publisher.service import PublisherService, Timing
+from publisher.nvml_source import NvmlSource, NvmlUnavailable, open_nvml
+from publisher.service import PublisherService, Sink, Timing
 from publisher.settings import SERVICE, PublisherSettings, load_settings
 from publisher.simulator import build_fleet, initial_state
-from shared.config import ConfigError, Env, exit_on_config_error, load_environment
+from publisher.sources import ReadingSource, SimulatorSource
+from publisher.stdout_sink import StdoutSink
+from shared.config import EXIT_CONFIG_ERROR, ConfigError, Env, exit_on_config_error, load_environment
 from shared.health import HealthServer
 from shared.kafka import admin_client, await_cluster, ensure_topic
 from shared.logs import configure_logging
@@ -53,40 +59,71 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: PublisherSettings, stop: threading.Event) -> int:
+    registry = CollectorRegistry()
+    metrics = PublisherMetrics(registry, settings.device_series_limit, USUAL_FAILURES)
+    source, description, note = _build_source(settings, metrics)
+    ready = threading.Event()
+    try:
+        health = _start_health_server(settings.common.metrics_host, settings.common.metrics_port, ready, registry)
+        try:
+            sink: Sink
+            if settings.stdout:  # a look at this host's GPUs: no cluster
+                sink, where = StdoutSink(sys.stdout.buffer), "stdout"
+            else:
+                partitions = _set_up_cluster(settings, stop)
+                if partitions is None:
+                    return 1
+                sink, where = KafkaSink(kafka_config(settings), settings.topic, partitions), f"topic {settings.topic}"
+            ready.set()
+            log.info(
+                "publishing %s to %s%s", description, where, note,
+                extra={"topic": settings.topic, "devices": source.devices, "source": source.name},
+            )
+            return _serve(settings, source, sink, metrics, stop)
+        finally:
+            ready.clear()
+            health.stop()
+    finally:
+        source.close()
+
+
+def _serve(
+    settings: PublisherSettings, source: ReadingSource, sink: Sink, metrics: PublisherMetrics, stop: threading.Event
+) -> int:
+    service = PublisherService(
+        source=source,
+        sink=sink,
+        metrics=metrics,
+        stop=stop,
+        timing=Timing(settings.interval, settings.max_ticks, settings.flush_timeout),
+        max_buffered=settings.max_buffered_readings,
+    )
+    return 0 if service.run().ok else 1
+
+
+def _build_source(settings: PublisherSettings, metrics: PublisherMetrics) -> tuple[ReadingSource, str, str]:
+    """The configured source, what the start-up line says it reads and a note to end that line with.
+
+    NVML trouble exits 2 here, before anything connects to Kafka.
+    """
+    config, every = settings.source, f"every {settings.interval * 1000:g}ms"
+    if config.kind == "nvml":
+        try:
+            nvml = open_nvml()
+        except NvmlUnavailable as error:
+            print(f"{SERVICE}: cannot read GPUs (READINGS_SOURCE=nvml): {error}", file=sys.stderr)  # noqa: T201
+            raise SystemExit(EXIT_CONFIG_ERROR) from None
+        source = NvmlSource(nvml, config.host_name, config.nvml_devices, metrics)
+        chosen = ",".join(config.nvml_devices) or "all"
+        return source, f"{plural(source.devices, 'NVIDIA GPU')} {every}", f" (NVML_DEVICES={chosen})"
+    if config.kind == "dcgm":
+        source_dcgm = DcgmSource(config.dcgm_urls, config.scrape_timeout, metrics)
+        return source_dcgm, f"the GPUs of {plural(len(config.dcgm_urls), 'dcgm-exporter endpoint')} {every}", ""
     seed = settings.seed if settings.seed is not None else int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     fleet = build_fleet(settings.num_devices, rng)
-    state = initial_state(fleet, rng)
-    registry = CollectorRegistry()
-    metrics = PublisherMetrics(registry, fleet)
-    ready = threading.Event()
-    health = _start_health_server(settings.common.metrics_host, settings.common.metrics_port, ready, registry)
-    try:
-        if not _set_up_cluster(settings, stop):
-            return 1
-        sink = KafkaSink(kafka_config(settings), settings.topic)
-        ready.set()
-        log.info(
-            "publishing %d devices every %gms to topic %s (SIMULATOR_SEED=%d)",
-            settings.num_devices, settings.interval * 1000, settings.topic, seed,
-            extra={"topic": settings.topic, "devices": settings.num_devices, "seed": seed},
-        )
-        service = PublisherService(
-            fleet=fleet,
-            state=state,
-            abnormal_probability=settings.abnormal_probability,
-            rng=rng,
-            sink=sink,
-            metrics=metrics,
-            stop=stop,
-            timing=Timing(settings.interval, settings.max_ticks, settings.flush_timeout),
-            max_buffered=settings.max_buffered_readings,
-        )
-        summary = service.run()
-        return 0 if summary.ok else 1
-    finally:
-        ready.clear()
-        health.stop()
+    simulator = SimulatorSource(fleet, initial_state(fleet, rng), settings.abnormal_probability, rng)
+    return simulator, f"{plural(settings.num_devices, 'simulated device')} {every}", f" (SIMULATOR_SEED={seed})"
 
 
 def _start_health_server(
@@ -98,8 +135,8 @@ def _start_health_server(
         raise ConfigError(f"METRICS_PORT={port}: expected a free port ({error.strerror})") from None
 
 
-def _set_up_cluster(settings: PublisherSettings, stop: threading.Event) -> bool:
-    """Wait for the cluster (bounded retries) and create the topic if missing; False if it never answered."""
+def _set_up_cluster(settings: PublisherSettings, stop: threading.Event) -> int | None:
+    """Wait for the cluster (bounded retries), create the topic if missing; its partition count, None on failure."""
     brokers = settings.common.brokers
     admin = admin_client(brokers, f"{SERVICE}-admin", logger=LIBRDKAFKA_LOG)
     failure: str | None
@@ -110,10 +147,22 @@ def _set_up_cluster(settings: PublisherSettings, stop: threading.Event) -> bool:
         failure = str(error)
     else:
         failure = _ensure_topic(admin, settings)
-    if failure is not None:
-        log.error(failure, extra={"topic": settings.topic})  # one line; a traceback would add nothing
-        return False
-    return True
+    if failure is None:
+        failure, partitions = _partition_count(admin, settings.topic)
+        if partitions is not None:
+            return partitions
+    log.error(failure, extra={"topic": settings.topic})  # one line; a traceback would add nothing
+    return None
+
+
+def _partition_count(admin: AdminClient, topic: str) -> tuple[str, int | None]:
+    try:
+        metadata = admin.list_topics(topic=topic, timeout=30).topics.get(topic)
+    except KafkaException as exc:
+        return f"cannot read the metadata of topic {topic}: {exc}", None
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        return f"topic {topic} has no partitions the cluster reports", None
+    return "", len(metadata.partitions)
 
 
 def _ensure_topic(admin: AdminClient, settings: PublisherSettings) -> str | None:

@@ -17,7 +17,7 @@ import msgspec
 
 log = logging.getLogger(__name__)
 
-STATS_INTERVAL_MS: Final = 5_000
+STATS_INTERVAL_MS: Final = 1_000  # also how late a HIGH TEMP line may follow its ack at full speed
 _UP: Final = frozenset({"UP", "UPDATE"})
 _IDLE: Final = "INIT"  # known but not connected: librdkafka has nothing to send there
 

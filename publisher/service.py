@@ -1,8 +1,8 @@
-"""The ticker loop: simulate a tick, encode it, hand it to the sink; pause when the buffer is full.
+"""The ticker loop: read a tick from the source, hand it to the sink; pause when the buffer is full.
 
-The loop gets everything from outside (sink, clocks, wait, random generator)
-so unit tests drive it with a fake sink and a fake clock, and the entry
-point wires in Kafka and real time. It never drops a reading: when the
+The loop gets everything from outside (source, sink, clocks, wait) so unit
+tests drive it with a fake sink and a fake clock, and the entry point wires
+in Kafka and real time. It never drops a reading: when the
 cluster falls behind or goes away the buffer fills up to its bound and the
 ticker pauses (backpressure) until the cluster catches up.
 """
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from publisher.encoding import ReadingEncoder, published, rfc3339
-from publisher.high_temp import HighTempLog
+from publisher.high_temp import LINES_PER_WINDOW, HighTempLog, HotReading, plural
 from publisher.metrics import PublisherMetrics
 from publisher.settings import HIGH_TEMPERATURE
-from publisher.simulator import Fleet, FleetState, advance
+from publisher.sources import ReadingSource
 from publisher.ticker import next_tick
 from shared.logs import Throttle
 
@@ -31,12 +31,21 @@ log = logging.getLogger(__name__)
 BACKPRESSURE_POLL = 0.1  # seconds per wait for deliveries while paused
 SERVE_SLICE = 0.05  # between ticks the producer is served in slices this long (callbacks, accurate counts)
 RESUME_FRACTION = 0.5  # a pause ends once the buffer is down to this fraction of its bound
+HOT_NAMED_PER_TICK = LINES_PER_WINDOW
 
 
 class Sink(Protocol):
     """Where readings go (Kafka in production, a list in unit tests)."""
 
-    def send(self, keys: Sequence[bytes], values: Sequence[bytes], give_up: Callable[[], bool]) -> int: ...
+    def send(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        give_up: Callable[[], bool],
+        watched: npt.NDArray[np.intp] = ...,
+        named: Sequence[HotReading] = (),
+    ) -> int: ...
+    def take_acknowledged(self) -> tuple[int, list[HotReading]]: ...
     def pending(self) -> int: ...
     def poll(self, timeout: float) -> None: ...
     def flush(self, timeout: float) -> int: ...
@@ -53,6 +62,7 @@ class Summary:
     unflushed: int  # still queued when the flush timed out
     elapsed: float  # seconds from the first tick to the end of the flush
     fatal: str | None = None
+    cpu: float = 0.0  # CPU seconds of this process (all threads, librdkafka's too) over the same span
 
     @property
     def undelivered(self) -> int:
@@ -74,43 +84,31 @@ class Timing:
     flush_timeout: float = 30.0
 
 
-def _wall_clock_us() -> int:
-    return time.time_ns() // 1000
-
-
 class PublisherService:
     def __init__(
         self,
         *,
-        fleet: Fleet,
-        state: FleetState,
-        abnormal_probability: float,
-        rng: np.random.Generator,
+        source: ReadingSource,
         sink: Sink,
         metrics: PublisherMetrics,
         stop: threading.Event,
         timing: Timing,
         max_buffered: int,
         monotonic: Callable[[], float] = time.monotonic,
-        wall_clock_us: Callable[[], int] = _wall_clock_us,
         wait: Callable[[float], object] | None = None,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
-        self._fleet = fleet
-        self._state = state
-        self._abnormal_probability = abnormal_probability
-        self._rng = rng
+        self._source = source
         self._sink = sink
         self._metrics = metrics
         self._stop = stop
         self._timing = timing
         self._max_buffered = max_buffered
         self._monotonic = monotonic
-        self._wall_clock_us = wall_clock_us
+        self._cpu_clock = cpu_clock
         self._wait = wait or self._serve_until_due
-        self._encoder = ReadingEncoder(fleet)
         self._high_temp = HighTempLog(monotonic)
         self._throttle = Throttle(10.0, monotonic)
-        self._last_timestamp_us = 0
         self._ticks = 0
         self._produced = 0
         self._failed = 0
@@ -120,6 +118,7 @@ class PublisherService:
     def run(self) -> Summary:
         """Tick until stopped, MAX_TICKS or a fatal producer error; then flush within the timeout."""
         start = self._monotonic()
+        self._cpu_start = self._cpu_clock()
         try:
             self._tick_until_stopped(start)
         finally:
@@ -159,54 +158,49 @@ class PublisherService:
             self._account()
 
     def _tick(self) -> None:
-        readings, self._state = advance(self._fleet, self._state, self._abnormal_probability, self._rng)
-        values = self._encoder.encode(readings, rfc3339(self._next_timestamp_us()))
-        sent = self._sink.send(self._encoder.keys, values, self._stopping)
+        tick = self._source.read()
+        temperatures, devices = tick.temperatures, tick.device_ids
+        hot = np.flatnonzero(temperatures > HIGH_TEMPERATURE)
+        first = hot[:HOT_NAMED_PER_TICK]  # more than the log can show per second: the rest are counted, not named
+        named = [HotReading(devices[i], t) for i, t in zip(first.tolist(), temperatures[first].tolist(), strict=True)]
+        sent = self._sink.send(tick.keys, tick.values, self._stopping, hot, named)
         self._produced += sent
         self._metrics.produced.inc(sent)
-        temperatures = published(readings.temperature)
-        hot = np.flatnonzero(temperatures[:sent] > HIGH_TEMPERATURE)
-        self._metrics.high_temperature.inc(len(hot))
-        self._high_temp.record(self._fleet.device_ids, temperatures, hot)
-        if sent == len(values):
+        if sent == len(tick):
             self._ticks += 1
             self._metrics.ticks.inc()
-            self._metrics.fleet_temperatures.update(temperatures)
+            self._metrics.devices.set(len(tick))
+            self._metrics.max_temperature.set(float(temperatures.max()) if len(tick) else float("nan"))
+            self._metrics.fleet_temperatures.update(devices, tick.models, tick.hosts, temperatures)
         self._sink.poll(0)
         self._account()
-
-    def _next_timestamp_us(self) -> int:
-        """The wall clock, nudged forward if needed so each device's timestamps strictly increase."""
-        now = max(self._wall_clock_us(), self._last_timestamp_us + 1)
-        self._last_timestamp_us = now
-        return now
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or self._sink.fatal_error() is not None
 
     def _has_room(self) -> bool:
-        return self._sink.pending() + len(self._fleet) <= self._max_buffered
+        return self._sink.pending() + self._source.devices <= self._max_buffered
 
     def _pause_until_room(self) -> None:
         """Backpressure: stop ticking until the cluster has taken half the buffer (or a stop request)."""
         started = self._monotonic()
         pending = self._sink.pending()
         log.warning(
-            "backpressure: %d readings waiting for the cluster (MAX_BUFFERED_READINGS=%d); ticker paused until"
+            "backpressure: %s waiting for the cluster (MAX_BUFFERED_READINGS=%d); ticker paused until"
             " they are down to %d",
-            pending, self._max_buffered, int(self._max_buffered * RESUME_FRACTION),
+            plural(pending, "reading"), self._max_buffered, int(self._max_buffered * RESUME_FRACTION),
             extra={"pending": pending, "limit": self._max_buffered},
         )
         self._metrics.backpressure_pauses.inc()
         resume_at = self._max_buffered * RESUME_FRACTION
-        while not self._stopping() and self._sink.pending() + len(self._fleet) > resume_at:
+        while not self._stopping() and self._sink.pending() + self._source.devices > resume_at:
             self._sink.poll(BACKPRESSURE_POLL)
             self._account()
         paused = self._monotonic() - started
         self._metrics.backpressure_seconds.inc(paused)
         log.info(
-            "backpressure over after %.1fs: %d readings waiting; ticker resumed",
-            paused, self._sink.pending(),
+            "backpressure over after %.1fs: %s waiting; ticker resumed",
+            paused, plural(self._sink.pending(), "reading"),
             extra={"paused_s": round(paused, 3), "pending": self._sink.pending()},
         )
 
@@ -215,15 +209,19 @@ class PublisherService:
         self._metrics.skipped_slots.inc(skipped)
         suppressed = self._throttle.allow("overrun")
         if suppressed is not None:
-            more = f" ({suppressed} more overruns not logged in the last 10s)" if suppressed else ""
+            more = f" ({plural(suppressed, 'more overrun')} not logged in the last 10s)" if suppressed else ""
             log.warning(
-                "tick %d overran its %gms slot; skipped %d slot(s) instead of catching up%s",
-                slot, self._timing.interval * 1000, skipped, more,
+                "tick %d overran its %gms slot; skipped %s instead of catching up%s",
+                slot, self._timing.interval * 1000, plural(skipped, "slot"), more,
                 extra={"slot": slot, "skipped": skipped, "suppressed": suppressed},
             )
 
     def _account(self) -> None:
-        """Fold failure reports and the queue depth into the counts and metrics."""
+        """Fold failure reports, acknowledged hot readings and the queue depth into the counts, metrics and log."""
+        count, named = self._sink.take_acknowledged()
+        if count:
+            self._metrics.high_temperature.inc(count)
+            self._high_temp.record(named, count)
         for reason, count in self._sink.take_failures().items():
             self._failed += count
             self._metrics.delivery_errors.labels(reason).inc(count)
@@ -237,15 +235,15 @@ class PublisherService:
             self._delivered = delivered
 
     def _finish(self, start: float) -> Summary:
-        self._high_temp.close()
         pending = self._sink.pending()
         if pending:
             log.info(
-                "flushing %d readings (up to %gs)", pending, self._timing.flush_timeout,
+                "flushing %s (up to %gs)", plural(pending, "reading"), self._timing.flush_timeout,
                 extra={"pending": pending},
             )
         unflushed = self._sink.flush(self._timing.flush_timeout)
         self._account()
+        self._high_temp.close()
         summary = Summary(
             ticks=self._ticks,
             produced=self._produced,
@@ -254,13 +252,14 @@ class PublisherService:
             unflushed=unflushed,
             elapsed=self._monotonic() - start,
             fatal=self._sink.fatal_error(),
+            cpu=self._cpu_clock() - self._cpu_start,
         )
         log.log(
             logging.INFO if summary.ok else logging.ERROR,
-            "stopped after %d ticks: %d readings produced, %d delivered, %d not delivered"
+            "stopped after %s: %s produced, %d delivered, %d not delivered"
             " (%d failed, %d still queued when the flush ended); %.0f readings/s",
-            summary.ticks, summary.produced, summary.delivered, summary.undelivered,
-            summary.failed, summary.unflushed, summary.rate,
+            plural(summary.ticks, "tick"), plural(summary.produced, "reading"), summary.delivered,
+            summary.undelivered, summary.failed, summary.unflushed, summary.rate,
             extra={
                 "ticks": summary.ticks,
                 "produced": summary.produced,
@@ -270,6 +269,7 @@ class PublisherService:
                 "unflushed": summary.unflushed,
                 "elapsed_s": round(summary.elapsed, 3),
                 "readings_per_s": round(summary.rate, 1),
+                "cpu_s": round(summary.cpu, 3),
             },
         )
         return summary

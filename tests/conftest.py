@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,32 +16,17 @@ from shared.kafka import admin_client
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _docker_engine_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers of a real cluster.
 
-    In order: KAFKA_BOOTSTRAP_SERVERS (a user's own Redpanda or Kafka; `make test`
-    sets it to the local cluster), a Redpanda container when a Docker engine
-    answers, else the local two-broker cluster, started here and stopped after.
+    KAFKA_BOOTSTRAP_SERVERS when set (`make test` sets it to the local cluster it
+    started; a user may point it at their own Redpanda or Kafka), else the local
+    two-broker cluster, started here and stopped after (a bare `pytest` run).
     """
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
         yield configured
-        return
-    if _docker_engine_answers():
-        from testcontainers.kafka import RedpandaContainer  # noqa: PLC0415 - only with Docker
-
-        with RedpandaContainer("docker.redpanda.com/redpandadata/redpanda:v24.2.18") as redpanda:
-            yield redpanda.get_bootstrap_server()
         return
     script = REPO / "scripts" / "local-kafka"
     was_running = subprocess.run([script, "status"], capture_output=True).returncode == 0

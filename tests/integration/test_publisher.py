@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from publisher.acks import partition_for
 from publisher.kafka_sink import KafkaSink, kafka_config
 from publisher.settings import load_settings
 from shared.codec import CONTENT_TYPE_HEADER, decode_reading
@@ -40,6 +41,8 @@ OWN_VARIABLES = {
     "REDPANDA_BROKERS", "REDPANDA_TOPIC", "NUM_DEVICES", "INTERVAL_MS", "ABNORMAL_PROBABILITY", "SIMULATOR_SEED",
     "MAX_TICKS", "TOPIC_PARTITIONS", "TOPIC_REPLICATION_FACTOR", "LOG_LEVEL", "LOG_FORMAT", "METRICS_PORT",
     "STARTUP_ATTEMPTS", "STARTUP_BACKOFF_MAX", "FLUSH_TIMEOUT", "MAX_BUFFERED_READINGS", "DELIVERY_TIMEOUT",
+    "READINGS_SOURCE", "NVML_DEVICES", "DCGM_EXPORTER_URLS", "DCGM_SCRAPE_TIMEOUT", "HOST_NAME",
+    "METRICS_DEVICE_SERIES_LIMIT", "LD_LIBRARY_PATH", "NVML_STAND_IN_STATE",
 }
 T = TypeVar("T")
 
@@ -260,8 +263,9 @@ def test_sigterm_during_a_fast_run_delivers_and_reports_every_reading(
 
 
 def test_metrics_scraped_during_a_run_match_the_topic(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
-    """A stable mid-run scrape agrees with the topic: produced = devices x ticks, hot readings counted exactly,
-    each device's gauge equal to its latest record; /healthz and /readyz answer 200 while it runs."""
+    """A stable mid-run scrape agrees with the topic: produced = devices x ticks, hot readings counted once
+    acknowledged (never more than were published), each device's gauge equal to its latest record; /healthz and
+    /readyz answer 200 while it runs."""
     topic = f"readings-{unique}"
     devices = 20
     env = env_for(kafka_bootstrap, topic, NUM_DEVICES=str(devices), INTERVAL_MS="250", ABNORMAL_PROBABILITY="0.3")
@@ -302,7 +306,7 @@ def test_metrics_scraped_during_a_run_match_the_topic(kafka_bootstrap: str, uniq
     assert len(first_ticks) == devices * ticks
     hot = sum(reading.temperature > 80 for reading in first_ticks)
     assert hot > 0
-    assert snapshot[("gpu_publisher_high_temperature_readings_total", ())] == hot
+    assert 0 < snapshot[("gpu_publisher_high_temperature_readings_total", ())] <= hot
     gauges = {
         dict(labels)["device"]: (value, dict(labels))
         for (name, labels), value in snapshot.items()
@@ -314,6 +318,53 @@ def test_metrics_scraped_during_a_run_match_the_topic(kafka_bootstrap: str, uniq
         latest = readings[ticks - 1]
         assert value == latest.temperature
         assert (labels["model"], labels["host"]) == (latest.gpu_model, latest.host_name)
+
+
+def test_high_temp_lines_name_exactly_the_hot_readings_on_the_topic(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """Every `Published HIGH TEMP` line names a reading that is on the topic (device, temperature to 0.01 °C), and
+    lines plus the summary lines' counts add up to the hot readings delivered, as the metric says."""
+    topic = f"readings-{unique}"
+    env = env_for(kafka_bootstrap, topic, NUM_DEVICES="8", INTERVAL_MS="50", ABNORMAL_PROBABILITY="0.5")
+    publisher = Publisher(tmp_path, env, ("--ticks", "15"))
+    assert publisher.wait() == 0, publisher.text()[-3000:]
+    hot = Counter(
+        (r.reading.device_id, f"{r.reading.temperature:.2f}") for r in read_topic(kafka_bootstrap, topic)
+        if r.reading.temperature > 80
+    )
+    lines = [e for e in publisher.events() if e["event"].startswith("Published HIGH TEMP")]
+    logged = Counter((e["device"], f"{e['temperature']:.2f}") for e in lines if "device" in e)
+    assert logged
+    assert not logged - hot, "no line for a reading that is not on the topic"
+    assert logged.total() + sum(e.get("suppressed", 0) for e in lines) == hot.total()
+
+
+def test_refused_hot_readings_are_never_logged_as_published(
+    kafka_bootstrap: str, kafka_admin: AdminClient, unique: str, tmp_path: Path
+) -> None:
+    """When the cluster refuses every reading, no `Published HIGH TEMP` line appears (the original logs only after
+    ProduceSync succeeded), though many readings were hot and queued."""
+    topic = f"readings-{unique}"
+    ensure_topic(kafka_admin, topic, partitions=2, config={"max.message.bytes": "100"})
+    env = env_for(kafka_bootstrap, topic, INTERVAL_MS="0", NUM_DEVICES="20", ABNORMAL_PROBABILITY="1")
+    publisher = Publisher(tmp_path, env, ("--ticks", "5"))
+    assert publisher.wait() == 1, publisher.text()[-3000:]
+    assert publisher.summary()["failed"] == 100
+    assert not [e for e in publisher.events() if e["event"].startswith("Published HIGH TEMP")]
+
+
+def test_sink_partitions_keys_as_librdkafka_does(kafka_bootstrap: str, kafka_admin: AdminClient, unique: str) -> None:
+    """The murmur2 partition the ack tracker assumes for each key is where librdkafka really put its record."""
+    topic = f"readings-{unique}"
+    ensure_topic(kafka_admin, topic, partitions=5)
+    settings = load_settings(Env({"REDPANDA_BROKERS": kafka_bootstrap, "NUM_DEVICES": "10"}))
+    sink = KafkaSink(kafka_config(settings), topic, partitions=5)
+    keys = [f"gpu-{i:04d}".encode() for i in range(200)] + [f"GPU-{uuid.uuid4()}".encode() for _ in range(50)]
+    assert sink.send(keys, [b"{}"] * len(keys), give_up=lambda: False) == len(keys)
+    assert sink.flush(60) == 0
+    placed = {r.key: r.partition for r in read_topic(kafka_bootstrap, topic)}
+    assert placed == {key: partition_for(key, 5) for key in keys}
 
 
 def test_rejected_readings_are_counted_logged_and_fail_the_run(
@@ -373,7 +424,7 @@ def test_sink_waits_out_a_full_queue_without_dropping_or_reordering(
     settings = load_settings(
         Env({"REDPANDA_BROKERS": kafka_bootstrap, "NUM_DEVICES": "10", "MAX_BUFFERED_READINGS": "10"})
     )
-    sink = KafkaSink(kafka_config(settings), topic)
+    sink = KafkaSink(kafka_config(settings), topic, partitions=3)
     keys = [f"dev-{i % 10}".encode() for i in range(3000)]
     values = [f'{{"n":{i}}}'.encode() for i in range(3000)]
     assert sink.send(keys, values, give_up=lambda: False) == 3000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -10,15 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from prometheus_client import CollectorRegistry
 
+from publisher.encoding import ReadingEncoder
+from publisher.high_temp import HotReading
 from publisher.metrics import PublisherMetrics
 from publisher.service import PublisherService, Summary, Timing
 from publisher.simulator import build_fleet, initial_state
+from publisher.sources import SimulatorSource
 from shared.codec import decode_reading
 
-EPOCH_US = 1_714_564_800_000_000
+EPOCH_NS = 1_714_564_800_000_000_000
 
 
 class FakeClock:
@@ -34,7 +39,10 @@ class FakeClock:
 
 @dataclass
 class FakeSink:
-    """Accepts every record at once; tests script queue depth, failures and stops through `on_send`."""
+    """Accepts every record at once; tests script queue depth, failures and stops through `on_send`.
+
+    Watched (hot) readings count as acknowledged at the next poll unless `holding` keeps them back.
+    """
 
     clock: FakeClock
     work: float = 0.0  # seconds each send takes on the fake clock
@@ -47,8 +55,18 @@ class FakeSink:
     flush_timeouts: list[float] = field(default_factory=list)
     on_send: Callable[[FakeSink], None] | None = None
     on_poll: Callable[[FakeSink], None] | None = None
+    watched: int = 0
+    named: list[HotReading] = field(default_factory=list)
+    holding: bool = False
 
-    def send(self, keys: Sequence[bytes], values: Sequence[bytes], give_up: Callable[[], bool]) -> int:
+    def send(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        give_up: Callable[[], bool],
+        watched: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp),  # noqa: B008 - never modified
+        named: Sequence[HotReading] = (),
+    ) -> int:
         self.send_times.append(self.clock.now)
         if self.on_send:
             self.on_send(self)
@@ -58,8 +76,17 @@ class FakeSink:
                 break
             self.records.append((key, value))
             sent += 1
+        self.watched += int(np.count_nonzero(watched < sent))
+        self.named.extend(named[: int(np.count_nonzero(watched[: len(named)] < sent))])
         self.clock.now += self.work
         return sent
+
+    def take_acknowledged(self) -> tuple[int, list[HotReading]]:
+        if self.holding:
+            return 0, []
+        acknowledged = (self.watched, self.named)
+        self.watched, self.named = 0, []
+        return acknowledged
 
     def pending(self) -> int:
         return self.queued
@@ -103,19 +130,16 @@ class Harness:
         rng = np.random.default_rng(99)
         fleet = build_fleet(self.devices, rng)
         self.fleet = fleet
-        wall = (lambda: EPOCH_US) if self.frozen_wall_clock else (lambda: EPOCH_US + int(self.clock.now * 1e6))
+        wall = (lambda: EPOCH_NS) if self.frozen_wall_clock else (lambda: EPOCH_NS + int(self.clock.now * 1e9))
+        source = SimulatorSource(fleet, initial_state(fleet, rng), self.probability, rng, ReadingEncoder(fleet, wall))
         service = PublisherService(
-            fleet=fleet,
-            state=initial_state(fleet, rng),
-            abnormal_probability=self.probability,
-            rng=rng,
+            source=source,
             sink=self.sink,
-            metrics=PublisherMetrics(self.registry, fleet),
+            metrics=PublisherMetrics(self.registry, 10_000, ("MSG_SIZE_TOO_LARGE", "_MSG_TIMED_OUT")),
             stop=self.stop,
             timing=Timing(self.interval, self.max_ticks, flush_timeout=12.0),
             max_buffered=self.max_buffered,
             monotonic=self.clock.monotonic,
-            wall_clock_us=wall,
             wait=None if self.serve_while_waiting else self.clock.wait,
         )
         return service.run()
@@ -130,7 +154,9 @@ def test_n_ticks_of_m_devices_give_n_times_m_readings_in_device_order() -> None:
     """Each tick hands the sink one valid reading per device, keyed by device, in device order."""
     harness = Harness(devices=6, max_ticks=4)
     summary = harness.run()
-    assert summary == Summary(ticks=4, produced=24, delivered=24, failed=0, unflushed=0, elapsed=summary.elapsed)
+    assert summary == Summary(
+        ticks=4, produced=24, delivered=24, failed=0, unflushed=0, elapsed=summary.elapsed, cpu=summary.cpu
+    )
     assert summary.ok
     ids = [d.encode() for d in harness.fleet.device_ids]
     assert [key for key, _ in harness.sink.records] == ids * 4
@@ -140,12 +166,14 @@ def test_n_ticks_of_m_devices_give_n_times_m_readings_in_device_order() -> None:
 
 
 def test_timestamps_strictly_increase_per_device_even_if_the_wall_clock_stands_still() -> None:
-    """Each device's readings carry strictly increasing timestamps, also when ticks share a wall-clock microsecond."""
+    """Each device's readings carry strictly increasing timestamps, also when the wall clock stands still."""
     harness = Harness(devices=3, max_ticks=6, interval=0.0, frozen_wall_clock=True)
     harness.run()
-    by_device: dict[bytes, list[datetime]] = {}
+    by_device: dict[bytes, list[tuple[datetime, int]]] = {}
     for key, value in harness.sink.records:
-        by_device.setdefault(key, []).append(decode_reading(value).timestamp)
+        stamp = json.loads(value)["timestamp"]
+        nanos = int(stamp[20:-1].ljust(9, "0")) if "." in stamp else 0
+        by_device.setdefault(key, []).append((decode_reading(value).timestamp.replace(microsecond=0), nanos))
     for stamps in by_device.values():
         assert len(stamps) == 6
         assert all(a < b for a, b in itertools.pairwise(stamps))
@@ -292,3 +320,63 @@ def test_metrics_match_what_was_published() -> None:
     for i, device in enumerate(harness.fleet.device_ids):
         labels = {"device": device, "model": harness.fleet.models[i], "host": harness.fleet.hosts[i]}
         assert harness.metric("gpu_temperature_celsius", labels) == last[device].temperature
+
+
+def test_hot_readings_are_logged_and_counted_only_once_acknowledged(caplog: pytest.LogCaptureFixture) -> None:
+    """A queued hot reading is neither logged nor counted until the sink reports it acknowledged."""
+    caplog.set_level(logging.INFO)
+    harness = Harness(devices=20, max_ticks=5, probability=0.5)
+    harness.sink.holding = True
+    harness.sink.unflushed = 0
+
+    def release_at_flush(timeout: float) -> int:
+        harness.sink.flush_timeouts.append(timeout)
+        assert not [r for r in caplog.records if r.getMessage().startswith("Published HIGH TEMP")]
+        assert harness.metric("gpu_publisher_high_temperature_readings_total") == 0
+        harness.sink.holding = False
+        return 0
+
+    harness.sink.flush = release_at_flush  # type: ignore[method-assign]
+    harness.run()
+    readings = [decode_reading(value) for _, value in harness.sink.records]
+    hot = [r for r in readings if r.temperature > 80]
+    assert hot
+    assert harness.metric("gpu_publisher_high_temperature_readings_total") == len(hot)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Published HIGH TEMP: Device")]
+    assert lines == [f"Published HIGH TEMP: Device {r.device_id} - {r.temperature:.2f}°C" for r in hot][:20]
+
+
+def test_usual_delivery_failure_reasons_start_at_zero() -> None:
+    """delivery_errors_total has its usual reasons at 0 before any failure, so rates and alerts see them."""
+    harness = Harness(max_ticks=1)
+    harness.run()
+    assert harness.metric("gpu_publisher_delivery_errors_total", {"reason": "MSG_SIZE_TOO_LARGE"}) == 0
+    assert harness.metric("gpu_publisher_delivery_errors_total", {"reason": "_MSG_TIMED_OUT"}) == 0
+
+
+def test_log_lines_never_say_one_plural(caplog: pytest.LogCaptureFixture) -> None:
+    """One tick of one device is reported as `1 tick: 1 reading`, not `1 ticks`, `1 readings`."""
+    caplog.set_level(logging.INFO)
+    Harness(devices=1, max_ticks=1).run()
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopped after")]
+    assert summary[0].startswith("stopped after 1 tick: 1 reading produced, 1 delivered")
+
+
+def test_per_device_series_stop_beyond_the_limit() -> None:
+    """gpu_temperature_celsius has one series per device up to METRICS_DEVICE_SERIES_LIMIT, none beyond; the
+    fleet gauges stay."""
+    from publisher.metrics import FleetTemperatures  # noqa: PLC0415
+
+    def series(limit: int, devices: int) -> int:
+        collector = FleetTemperatures(limit)
+        names = [f"gpu-{i}" for i in range(devices)]
+        collector.update(names, ["m"] * devices, ["h"] * devices, np.arange(devices, dtype=np.float64))
+        return sum(len(family.samples) for family in collector.collect())
+
+    assert series(limit=10, devices=10) == 10
+    assert series(limit=10, devices=11) == 0
+    assert series(limit=0, devices=1) == 0
+    harness = Harness(devices=6, max_ticks=2)
+    harness.run()
+    assert harness.metric("gpu_publisher_devices") == 6
+    assert harness.metric("gpu_publisher_max_temperature_celsius") > 0

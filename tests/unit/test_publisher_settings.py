@@ -76,11 +76,16 @@ def test_ticks_option_overrides_max_ticks() -> None:
         ({"MAX_TICKS": "-1"}, [], r"MAX_TICKS=-1: expected an integer from 0 to 1000000000000"),
         ({"TOPIC_PARTITIONS": "0"}, [], r"TOPIC_PARTITIONS=0: expected an integer from 1"),
         ({"FLUSH_TIMEOUT": "soon"}, [], r"FLUSH_TIMEOUT='soon': expected a duration"),
-        ({"DELIVERY_TIMEOUT": "1000h"}, [], r"DELIVERY_TIMEOUT='1000h': expected a duration .* to 596h31m23.647s"),
+        ({"DELIVERY_TIMEOUT": "1000h"}, [], r"DELIVERY_TIMEOUT='1000h': expected a duration .* to 596h"),
         ({"NUM_DEVICES": "100", "MAX_BUFFERED_READINGS": "99"}, [], r"MAX_BUFFERED_READINGS=99: .*NUM_DEVICES \(100\)"),
         ({"LOG_FORMAT": "xml"}, [], r"LOG_FORMAT='xml': expected one of text, json"),
         ({"METRICS_PORT": "70000"}, [], r"METRICS_PORT=70000: expected an integer from 0 to 65535"),
-        ({}, ["--bogus"], r"unrecognized arguments: --bogus \(usage: gpu-temp-publisher \[--ticks N\]\)"),
+        (
+            {},
+            ["--bogus"],
+            r"unrecognized arguments: --bogus \(usage: gpu-temp-publisher \[-h\] \[--ticks N\] \[--stdout\]; "
+            r"see --help\)",
+        ),
         ({}, ["--ticks", "0"], r"argument --ticks: expected an integer >= 1, got '0'"),
         ({}, ["--ticks"], r"argument --ticks: expected one argument"),
     ],
@@ -103,3 +108,43 @@ def test_producer_settings_keep_every_reading() -> None:
     assert config["delivery.report.only.error"] is True
     assert config["queue.buffering.max.messages"] == 21_000
     assert kafka_config(load_settings(Env({"DELIVERY_TIMEOUT": "90s"})))["message.timeout.ms"] == 90_000
+
+
+def test_sources_default_to_the_simulator_and_read_their_settings() -> None:
+    """READINGS_SOURCE defaults to the simulator; nvml and dcgm read their own variables, HOST_NAME for all."""
+    default = load_settings(Env({}))
+    assert default.source.kind == "simulator"
+    assert default.source.host_name  # this machine's name
+    assert (default.stdout, default.device_series_limit) == (False, 10_000)
+    nvml = load_settings(Env({"READINGS_SOURCE": "NVML", "NVML_DEVICES": "0, GPU-5e5ba9a0-1111", "HOST_NAME": "n1"}))
+    assert (nvml.source.kind, nvml.source.nvml_devices, nvml.source.host_name) == ("nvml", ("0", "GPU-5e5ba9a0-1111"),
+                                                                                  "n1")
+    dcgm = load_settings(Env({"READINGS_SOURCE": "dcgm", "DCGM_EXPORTER_URLS": "http://a:9400/metrics,https://b/m",
+                              "DCGM_SCRAPE_TIMEOUT": "500ms"}), ["--stdout"])
+    assert dcgm.source.dcgm_urls == ("http://a:9400/metrics", "https://b/m")
+    assert (dcgm.source.scrape_timeout, dcgm.stdout) == (0.5, True)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"READINGS_SOURCE": "gpu"}, r"READINGS_SOURCE='gpu': expected one of simulator, nvml, dcgm"),
+        ({"NVML_DEVICES": "0,first"}, r"NVML_DEVICES='0,first': expected GPU indices \(0, 1, ...\) or UUIDs"),
+        ({"DCGM_EXPORTER_URLS": "ftp://x/metrics"}, r"DCGM_EXPORTER_URLS='ftp://x/metrics': expected http\(s\)://"),
+        ({"READINGS_SOURCE": "dcgm"}, r"DCGM_EXPORTER_URLS is not set: READINGS_SOURCE=dcgm needs at least one"),
+        ({"DCGM_SCRAPE_TIMEOUT": "5m"}, r"DCGM_SCRAPE_TIMEOUT='5m': expected a duration .* to 1m"),
+        ({"METRICS_DEVICE_SERIES_LIMIT": "-1"}, r"METRICS_DEVICE_SERIES_LIMIT=-1: expected an integer from 0 to"),
+        ({"HOST_NAME": "h" * 300}, r"HOST_NAME: expected at most 256 characters"),
+    ],
+)
+def test_bad_source_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    """Each bad source setting is refused with one message naming the variable and the expected form."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(Env(env))
+
+
+def test_stdout_takes_any_free_metrics_port_unless_one_is_set() -> None:
+    """`--stdout` next to a running publisher must not fail on its metrics port: a free one, unless METRICS_PORT."""
+    assert load_settings(Env({}), ["--stdout"]).common.metrics_port == 0
+    assert load_settings(Env({"METRICS_PORT": "9999"}), ["--stdout"]).common.metrics_port == 9999
+    assert load_settings(Env({})).common.metrics_port != 0

@@ -141,3 +141,21 @@ def test_fleet_needs_a_device() -> None:
     """A fleet of zero devices is refused rather than silently publishing nothing."""
     with pytest.raises(ValueError, match="at least one device"):
         build_fleet(0, np.random.default_rng(0))
+
+
+def test_the_originals_defaults_alert() -> None:
+    """With the original's defaults (5 devices, ABNORMAL_PROBABILITY 0.05) a seeded hour crosses 190 °C, the
+    alerter's default threshold, on loaded GPUs only; normal readings never come near it."""
+    _, steps = run(2026, 5, 3600, 0.05)
+    over = [(r.util[i], bool(r.abnormal[i])) for _, r, _ in steps for i in np.flatnonzero(r.temperature > 190)]
+    assert len(over) >= 3
+    assert all(abnormal and util > 50 for util, abnormal in over)
+    normal_max = max(float(r.temperature[~r.abnormal].max(initial=0)) for _, r, _ in steps)
+    assert normal_max < 120
+
+
+def test_base_temperatures_make_a_spike_on_a_loaded_gpu_able_to_cross_190() -> None:
+    """Every model's hottest base plus full load and the largest spike exceeds 190 °C; idle GPUs cannot reach it."""
+    for model in MODELS:
+        assert model.idle_celsius - BASE_SPREAD + LOAD_HEAT + SPIKE_MAX > 190
+        assert model.idle_celsius + BASE_SPREAD + TREND_BOUND + SPIKE_MAX < 190

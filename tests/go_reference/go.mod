@@ -1,0 +1,3 @@
+module gputemp/tests/go_reference
+
+go 1.26
