@@ -18,10 +18,13 @@ from confluent_kafka.admin import AdminClient
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import ReadingsSource
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.adapters.slack_receiver import SlackReceiver
+from alerter.alertmanager import build_receiver
+from alerter.domain.budget import AlertBudget
 from alerter.domain.notification import Result
 from alerter.metrics import AlerterMetrics
-from alerter.notifier import Notifier
+from alerter.notifier import Fanout
 from alerter.receiver import Retry
 from alerter.service import AlerterService
 from alerter.settings import AlerterSettings
@@ -89,8 +92,10 @@ def build(
     client_id: str = CLIENT_ID,
     consumer_overrides: Mapping[str, Any] | None = None,
     producer_overrides: Mapping[str, Any] | None = None,
-) -> tuple[AlerterService, WebhookClient]:
-    """The service wired to real Kafka and Slack clients; the overrides (tests) join the clients' configs."""
+) -> tuple[AlerterService, WebhookClient | None]:
+    """The service wired to real Kafka clients and to every configured receiver (Slack, with the alert budget, and
+    Alertmanager, each on its own notifier thread); the Slack client is returned for the start-up and shutdown
+    notices (None without Slack). The overrides (tests) join the clients' configs."""
     brokers = settings.common.brokers
     logger = kafka_logger()
     watch = ClusterWatch(settings.source_topic)
@@ -115,14 +120,19 @@ def build(
         settings.source_topic,
         layout.alert_partitions,
     )
-    client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout)
     results: queue.SimpleQueue[Result] = queue.SimpleQueue()
-    notifier = Notifier(
-        SlackReceiver(client, settings.slack_channel),
-        results,
-        metrics,
-        Retry(initial=SLACK_BACKOFF_INITIAL, maximum=settings.slack_backoff_max),
-    )
+    notifier = Fanout(results, metrics)
+    client = None
+    if settings.webhook_url is not None:
+        client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout)
+        notifier.add(
+            SlackReceiver(client, settings.slack_channel),
+            Retry(initial=SLACK_BACKOFF_INITIAL, maximum=settings.slack_backoff_max),
+            AlertBudget(settings.alert_budget_per_minute),
+        )
+    alertmanager = build_receiver(settings.alertmanager, metrics.registry)
+    if alertmanager is not None:
+        notifier.add(alertmanager, alertmanager.retry)
     config = consumer_config(
         brokers,
         client_id,
@@ -142,6 +152,7 @@ def build(
         source=ReadingsSource(config, settings.source_topic, settings.threshold),
         alerts_log=alerts_log,
         dead_letters=DeadLetters(producer, settings.dlq_topic),
+        rekeyer=Rekeyer(producer, settings.source_topic),
         producer=producer,
         notifier=notifier,
         results=results,

@@ -3,7 +3,10 @@
 Built once at start-up from an `Env`; every bad value raises ConfigError naming
 the variable, and so does a command-line option (there are none but --help).
 The webhook URL is a secret (it authorises posting to a Slack channel), so it
-is held in a `Secret` that never shows up in a repr or a log.
+is held in a `Secret` that never shows up in a repr or a log; Alertmanager's
+URL may carry credentials too, so it is held in an `Endpoint` that only ever
+prints its scheme, host, port and path. At least one receiver is required:
+SLACK_WEBHOOK_URL (or its file), ALERTMANAGER_URL, or both.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, NoReturn, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from shared.config import CommonSettings, ConfigError, Env, is_host, load_common
 from shared.logs import register_secret
@@ -30,6 +33,9 @@ MAX_PENDING: Final = 1_000_000
 MAX_SECRET_FILE: Final = 64 * 1024  # bytes; a webhook URL is about 80
 MAX_URL: Final = 8 * 1024
 WEBHOOK_EXAMPLE: Final = "https://hooks.slack.com/services/..."
+ALERTMANAGER_API_PATH: Final = "/api/v2/alerts"
+VALIDITY_FACTOR: Final = 4  # an alert posted to Alertmanager holds for 4 re-send intervals (as Prometheus's)
+MAX_ALERT_BUDGET: Final = 100_000
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
@@ -56,6 +62,70 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """Where alerts are posted; `shown` is the URL without credentials or query, the only form that is ever printed."""
+
+    _url: str = field(repr=False)
+    shown: str
+    _secrets: tuple[str, ...] = field(repr=False)
+
+    @classmethod
+    def parse(cls, raw: str, name: str = "ALERTMANAGER_URL") -> Endpoint:
+        """Alertmanager's base URL (or its full /api/v2/alerts URL); a ConfigError never repeats the value."""
+        try:
+            parts = urlsplit(raw.strip())
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            port = parts.port  # raises ValueError when not a number
+        except ValueError:
+            valid, port = False, None
+        if not valid:
+            raise ConfigError(f"{name}: expected an http(s) URL such as http://alertmanager:9093")
+        path = parts.path.rstrip("/")
+        if not path.endswith(ALERTMANAGER_API_PATH):
+            path += ALERTMANAGER_API_PATH
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+        secrets = {parts.username or "", parts.password or "", parts.query, parts.fragment}
+        secrets |= {pair.partition("=")[2] for pair in parts.query.split("&")}
+        secrets |= {unquote(s) for s in secrets} | {unquote_plus(s) for s in secrets}
+        return cls(
+            urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")),
+            urlunsplit((parts.scheme, netloc, path, "", "")),
+            tuple(sorted((s for s in secrets if s), key=len, reverse=True)),
+        )
+
+    def reveal(self) -> str:
+        return self._url
+
+    def redact(self, text: str) -> str:
+        """`text` with every credential of the URL (user, password, query and its values, raw or decoded) starred."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.shown!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class AlertmanagerSettings:
+    endpoint: Endpoint | None  # None: Alertmanager is not a receiver
+    timeout: float
+    resend_interval: float
+    backoff_max: float
+
+    @property
+    def enabled(self) -> bool:
+        return self.endpoint is not None
+
+    @property
+    def validity(self) -> float:
+        return VALIDITY_FACTOR * self.resend_interval
+
+
+@dataclass(frozen=True)
 class AlerterSettings:
     common: CommonSettings
     source_topic: str
@@ -65,7 +135,7 @@ class AlerterSettings:
     threshold: float
     cooldown: float  # seconds of event time
     max_clock_skew: float  # how far a device clock may stray from the record's Kafka timestamp
-    webhook_url: Secret
+    webhook_url: Secret | None  # None: Slack is not a receiver (ALERTMANAGER_URL is then set)
     slack_channel: str
     slack_timeout: float
     slack_backoff_max: float
@@ -74,9 +144,25 @@ class AlerterSettings:
     max_pending_alerts: int
     commit_interval: float
     shutdown_timeout: float
+    alertmanager: AlertmanagerSettings
+    alert_budget_per_minute: int
+
+    @property
+    def post_timeout(self) -> float:
+        """The longest one post to a configured receiver may take (a hand-over or a shutdown waits that long)."""
+        slack = self.slack_timeout if self.webhook_url is not None else 0.0
+        return max(slack, self.alertmanager.timeout if self.alertmanager.enabled else 0.0)
 
 
 def load_settings(env: Env) -> AlerterSettings:
+    webhook_url = _webhook_url(env)
+    alertmanager = load_alertmanager_settings(env)
+    if webhook_url is None and alertmanager.endpoint is None:
+        raise ConfigError(
+            f"SLACK_WEBHOOK_URL is not set: expected the Slack incoming-webhook URL ({WEBHOOK_EXAMPLE}),"
+            " or SLACK_WEBHOOK_URL_FILE naming a file that holds it, or ALERTMANAGER_URL to alert through"
+            " Alertmanager (at least one receiver is required)"
+        )
     return AlerterSettings(
         common=load_common(env, default_metrics_port=DEFAULT_METRICS_PORT),
         source_topic=_topic(env, "SOURCE_TOPIC", "gpu-temperature"),
@@ -93,8 +179,8 @@ def load_settings(env: Env) -> AlerterSettings:
         ),
         cooldown=env.duration("ALERT_COOLDOWN", 300.0, maximum=7 * 24 * 3600.0),
         max_clock_skew=env.duration("MAX_CLOCK_SKEW", 60.0, maximum=24 * 3600.0),
-        webhook_url=_webhook_url(env),
-        slack_channel=env.string("SLACK_CHANNEL", "#alerts"),
+        webhook_url=webhook_url,
+        slack_channel=_channel(env),
         slack_timeout=env.duration("SLACK_TIMEOUT", 10.0, minimum=0.05, maximum=300.0),
         slack_backoff_max=env.duration("SLACK_BACKOFF_MAX", 30.0, minimum=0.01, maximum=3600.0),
         alert_topic=_topic(env, "ALERT_TOPIC", "gpu-temperature-alerts"),
@@ -102,7 +188,57 @@ def load_settings(env: Env) -> AlerterSettings:
         max_pending_alerts=env.integer("MAX_PENDING_ALERTS", 1000, minimum=1, maximum=MAX_PENDING),
         commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=3600.0),
         shutdown_timeout=env.duration("SHUTDOWN_TIMEOUT", 10.0, maximum=600.0),
+        alertmanager=alertmanager,
+        # -- storms (issue 10 section 3) --
+        alert_budget_per_minute=env.integer(
+            "ALERT_BUDGET_PER_MINUTE",
+            60,
+            minimum=1,
+            maximum=MAX_ALERT_BUDGET,
+            help="alerts posted to Slack one by one in a minute; beyond that they are held back and summed up in"
+            " one message at the minute's end (Slack takes about one message a second per webhook)",
+            unit="alerts",
+        ),
     )
+
+
+def load_alertmanager_settings(env: Env) -> AlertmanagerSettings:
+    """The ALERTMANAGER_* settings; all are read (and documented) even when the URL is unset."""
+    env.document(
+        "ALERTMANAGER_URL",
+        "",
+        "Alertmanager's URL (http://alertmanager:9093); alerts are posted to its /api/v2/alerts. Unset: off",
+    )
+    raw = env.raw("ALERTMANAGER_URL")
+    timeout = env.duration(
+        "ALERTMANAGER_TIMEOUT", 10.0, minimum=0.05, maximum=300.0, help="How long one POST may take"
+    )
+    interval = env.duration(
+        "ALERTMANAGER_RESEND_INTERVAL",
+        60.0,
+        minimum=1.0,
+        maximum=3600.0,
+        help="How often an alert whose condition still holds is re-sent; once it stops, Alertmanager resolves"
+        " the alert 4 intervals after the last time it was seen",
+    )
+    backoff_max = env.duration(
+        "ALERTMANAGER_BACKOFF_MAX",
+        30.0,
+        minimum=0.01,
+        maximum=600.0,
+        help="Longest wait between two tries of a post Alertmanager did not accept",
+    )
+    return AlertmanagerSettings(None if raw is None else Endpoint.parse(raw), timeout, interval, backoff_max)
+
+
+def _channel(env: Env) -> str:
+    """`#alerts` when unset; set but empty, no channel at all (the webhook's own), as the original's `omitempty`."""
+    channel = env.string(
+        "SLACK_CHANNEL",
+        "#alerts",
+        help="channel named in each message; set but empty, none is named and the webhook's own channel is used",
+    )
+    return "" if env.is_set("SLACK_CHANNEL") and env.raw("SLACK_CHANNEL") is None else channel
 
 
 def _session_timeout(env: Env) -> float:
@@ -110,8 +246,9 @@ def _session_timeout(env: Env) -> float:
     return env.duration("CONSUMER_SESSION_TIMEOUT", 30.0, minimum=1.0, maximum=3600.0)
 
 
-def _webhook_url(env: Env) -> Secret:
-    """From SLACK_WEBHOOK_URL or the file SLACK_WEBHOOK_URL_FILE names (Docker and Kubernetes secrets), checked.
+def _webhook_url(env: Env) -> Secret | None:
+    """From SLACK_WEBHOOK_URL or the file SLACK_WEBHOOK_URL_FILE names (Docker and Kubernetes secrets), checked;
+    None when neither is set (Slack is then not a receiver).
 
     Errors name the variable, never the value, which is a secret.
     """
@@ -130,10 +267,7 @@ def _webhook_url(env: Env) -> Secret:
     elif direct is not None:
         source, url = "SLACK_WEBHOOK_URL", direct
     else:
-        raise ConfigError(
-            f"SLACK_WEBHOOK_URL is not set: expected the Slack incoming-webhook URL ({WEBHOOK_EXAMPLE}),"
-            " or SLACK_WEBHOOK_URL_FILE naming a file that holds it"
-        )
+        return None
     secret = Secret(url)  # registered with the log handler before anything can log it
     _check_webhook_url(source, url, allow_http)
     return secret
@@ -229,6 +363,7 @@ def parse_args(argv: Sequence[str]) -> None:
     """No options besides --help: an unknown one is a ConfigError rather than silently ignored."""
     _Parser(
         prog=SERVICE,
-        description="Consume GPU temperature readings from Kafka and alert Slack above a threshold. Configured by"
-        " environment variables (see the README); a .env file in the working directory is read too.",
+        description="Consume GPU temperature readings from Kafka and alert Slack and/or Alertmanager above a"
+        " threshold. Configured by environment variables (see the README); a .env file in the working directory is"
+        " read too.",
     ).parse_args(list(argv))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -25,7 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader, LocationValueError
 from urllib3.util import Retry
 
-from alerter.receiver import Attempt, Outcome
+from alerter.receiver import Attempt, HeldBack, Outcome
 from alerter.settings import Secret
 from shared.models import AlertEvent
 from shared.text import visible
@@ -107,6 +107,35 @@ def alert_message(alert: AlertEvent, channel: str) -> dict[str, Any]:
     if unix:
         attachment["ts"] = unix
     message: dict[str, Any] = {"username": USERNAME, "icon_emoji": ALERT_ICON, "attachments": [attachment]}
+    if channel:
+        message = {"channel": channel, **message}
+    return message
+
+
+SUMMARY_DEVICES: Final = 20  # device ids a summary names; the rest are counted
+
+
+def summary_message(held: HeldBack, channel: str) -> dict[str, Any]:
+    """One message for the alerts the budget held back: how many, since when, the hottest, the first device ids."""
+    devices = list(dict.fromkeys(escape(alert.device_id) for alert in held.alerts))
+    named = ", ".join(devices[:SUMMARY_DEVICES])
+    more = len(devices) - SUMMARY_DEVICES
+    hottest = max(held.alerts, key=lambda alert: alert.temperature)
+    since = rfc1123(datetime.fromtimestamp(held.since, UTC))
+    count = len(held.alerts)
+    text = (
+        f"*{count} more GPU temperature alert{'s' if count != 1 else ''}* since {since}, held back because more than "
+        f"{held.budget} alerts a minute were due (ALERT_BUDGET_PER_MINUTE), for {len(devices)} "
+        f"device{'s' if len(devices) != 1 else ''}: {named}{f' and {more} more' if more > 0 else ''}. "
+        f"Hottest: {escape(hottest.device_id)} at {hottest.temperature:.2f}°C "
+        f"(threshold {hottest.temperature_threshold:.2f}°C)."
+    )
+    message: dict[str, Any] = {
+        "username": USERNAME,
+        "icon_emoji": ALERT_ICON,
+        "attachments": [{"fallback": f"{count} more GPU temperature alerts", "color": RED, "title": TITLE,
+                         "text": text, "footer": FOOTER, "footer_icon": FOOTER_ICON}],
+    }
     if channel:
         message = {"channel": channel, **message}
     return message

@@ -95,6 +95,10 @@ class Env:
         """Record what a setting is (the typed readers below call this; call it for settings read by hand)."""
         self.docs.setdefault(name, SettingDoc(name, _default_text(default), unit, help, accepts))
 
+    def is_set(self, name: str) -> bool:
+        """Whether the variable is set at all, even to an empty value (which `raw` and the readers treat as unset)."""
+        return self._values.get(name) is not None
+
     def raw(self, name: str) -> str | None:
         value = self._values.get(name)
         return None if value is None or value.strip() == "" else value.strip()

@@ -109,7 +109,7 @@ class Partitions:
         self.pending -= 1
         device = notification.alert.device_id
         state = partition.devices.get(device, EMPTY)
-        if result.status is Status.DELIVERED:
+        if result.status in (Status.DELIVERED, Status.REJECTED):  # a refused alert keeps its cooldown too
             partition.devices[device] = self.policy.delivered(state, notification.at)
         else:
             partition.devices[device] = self.policy.abandoned(state, notification.at)

@@ -17,8 +17,9 @@ Rules, in the order they apply:
   replayed from before an alert that was already delivered must not repeat it).
 - **Delivered, not due, starts a cooldown.** An alert handed to Slack is *in
   flight*; it suppresses the readings its cooldown will cover, but only a
-  delivery turns it into a cooldown. An alert Slack refuses for good is dropped
-  from the state, so the device can alert again at its next hot reading.
+  delivery turns it into a cooldown. An alert refused for good starts one too
+  (the caller treats it as `delivered`): a revoked webhook is asked once per
+  cooldown, not at every hot reading.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class AlertPolicy:
         return DeviceState(delivered, _without(state.in_flight, at))
 
     def abandoned(self, state: DeviceState, at: float) -> DeviceState:
-        """The alert raised at `at` will not be delivered (refused, or its partition moved): no cooldown."""
+        """The alert raised at `at` will not be delivered (given up, or its partition moved): no cooldown."""
         return DeviceState(state.delivered, _without(state.in_flight, at))
 
     def restored(self, state: DeviceState, times: tuple[float, ...]) -> DeviceState:
