@@ -11,17 +11,17 @@ SLACK_WEBHOOK_URL (or its file), ALERTMANAGER_URL, or both.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, NoReturn, get_args
+from typing import Final, get_args
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
-from shared.config import CommonSettings, ConfigError, Env, is_host, load_common
+from shared import settings_help
+from shared.config import CommonSettings, ConfigError, Env, SettingDoc, is_host, load_common
 from shared.logs import register_secret
 from shared.models import Celsius
 
@@ -164,11 +164,18 @@ def load_settings(env: Env) -> AlerterSettings:
             " Alertmanager (at least one receiver is required)"
         )
     return AlerterSettings(
-        common=load_common(env, default_metrics_port=DEFAULT_METRICS_PORT),
-        source_topic=_topic(env, "SOURCE_TOPIC", "gpu-temperature"),
-        consumer_group=_name(env, "CONSUMER_GROUP", "gpu-temp-alert-group"),
-        offset_reset=env.choice("CONSUMER_OFFSET_RESET", "latest", ("latest", "earliest")),
-        session_timeout=_session_timeout(env),
+        source_topic=_topic(env, "SOURCE_TOPIC", "gpu-temperature", "the readings topic"),
+        consumer_group=_name(
+            env, "CONSUMER_GROUP", "gpu-temp-alert-group", "consumer group; its instances share the partitions"
+        ),
+        offset_reset=env.choice(
+            "CONSUMER_OFFSET_RESET", "latest", ("latest", "earliest"),
+            help="where a new group starts: latest, or earliest (replays, benchmarks)",
+        ),
+        session_timeout=env.duration(
+            "CONSUMER_SESSION_TIMEOUT", 30.0, minimum=1.0, maximum=3600.0,
+            help="how long the group waits for a silent (crashed) instance before giving its partitions away",
+        ),
         threshold=env.number(
             "TEMPERATURE_THRESHOLD",
             190.0,
@@ -176,18 +183,50 @@ def load_settings(env: Env) -> AlerterSettings:
             maximum=MAX_THRESHOLD,
             exclusive_minimum=True,
             exclusive_maximum=True,
+            help="a reading strictly above this is hot and alerts (critical); at most what a reading may carry",
+            unit="°C",
         ),
-        cooldown=env.duration("ALERT_COOLDOWN", 300.0, maximum=7 * 24 * 3600.0),
-        max_clock_skew=env.duration("MAX_CLOCK_SKEW", 60.0, maximum=24 * 3600.0),
+        cooldown=env.duration(
+            "ALERT_COOLDOWN", 300.0, maximum=7 * 24 * 3600.0,
+            help="per device, in event time (the readings' own timestamps): no second alert within it; 0 alerts on"
+            " every hot reading",
+        ),
+        max_clock_skew=env.duration(
+            "MAX_CLOCK_SKEW", 60.0, maximum=24 * 3600.0,
+            help="how far a reading's own timestamp is trusted from its Kafka timestamp",
+        ),
         webhook_url=webhook_url,
         slack_channel=_channel(env),
-        slack_timeout=env.duration("SLACK_TIMEOUT", 10.0, minimum=0.05, maximum=300.0),
-        slack_backoff_max=env.duration("SLACK_BACKOFF_MAX", 30.0, minimum=0.01, maximum=3600.0),
-        alert_topic=_topic(env, "ALERT_TOPIC", "gpu-temperature-alerts"),
-        dlq_topic=_topic(env, "DLQ_TOPIC", "gpu-temperature-dlq"),
-        max_pending_alerts=env.integer("MAX_PENDING_ALERTS", 1000, minimum=1, maximum=MAX_PENDING),
-        commit_interval=env.duration("COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=3600.0),
-        shutdown_timeout=env.duration("SHUTDOWN_TIMEOUT", 10.0, maximum=600.0),
+        slack_timeout=env.duration(
+            "SLACK_TIMEOUT", 10.0, minimum=0.05, maximum=300.0, help="how long one webhook request may take"
+        ),
+        slack_backoff_max=env.duration(
+            "SLACK_BACKOFF_MAX", 30.0, minimum=0.01, maximum=3600.0,
+            help="longest wait between two tries of an alert Slack did not accept (exponential backoff with jitter;"
+            " a 429's Retry-After is honoured)",
+        ),
+        alert_topic=_topic(
+            env, "ALERT_TOPIC", "gpu-temperature-alerts",
+            "delivered alerts (AlertEvent JSON, keyed by device): history, and the cooldowns a restart reads back",
+        ),
+        dlq_topic=_topic(
+            env, "DLQ_TOPIC", "gpu-temperature-dlq",
+            "dead letters: unreadable records of both topics, and alerts a receiver refused for good",
+        ),
+        max_pending_alerts=env.integer(
+            "MAX_PENDING_ALERTS", 1000, minimum=1, maximum=MAX_PENDING,
+            help="undelivered alerts at which consumption pauses (the readings wait in Kafka); it resumes at half",
+            unit="alerts",
+        ),
+        commit_interval=env.duration(
+            "COMMIT_INTERVAL", 1.0, minimum=0.01, maximum=3600.0,
+            help="how often the offsets of fully handled records are committed (also on revoke and shutdown)",
+        ),
+        shutdown_timeout=env.duration(
+            "SHUTDOWN_TIMEOUT", 10.0, maximum=600.0,
+            help="how long a stopping alerter still tries to deliver what it holds (the rest is read again after a"
+            " restart)",
+        ),
         alertmanager=alertmanager,
         # -- storms (issue 10 section 3) --
         alert_budget_per_minute=env.integer(
@@ -199,6 +238,7 @@ def load_settings(env: Env) -> AlerterSettings:
             " one message at the minute's end (Slack takes about one message a second per webhook)",
             unit="alerts",
         ),
+        common=load_common(env, default_metrics_port=DEFAULT_METRICS_PORT),
     )
 
 
@@ -207,26 +247,27 @@ def load_alertmanager_settings(env: Env) -> AlertmanagerSettings:
     env.document(
         "ALERTMANAGER_URL",
         "",
-        "Alertmanager's URL (http://alertmanager:9093); alerts are posted to its /api/v2/alerts. Unset: off",
+        "Alertmanager's base URL (http://alertmanager:9093): alerts are posted to its /api/v2/alerts as well as, or"
+        " instead of, to Slack; may carry credentials (never printed); unset = off",
     )
     raw = env.raw("ALERTMANAGER_URL")
     timeout = env.duration(
-        "ALERTMANAGER_TIMEOUT", 10.0, minimum=0.05, maximum=300.0, help="How long one POST may take"
+        "ALERTMANAGER_TIMEOUT", 10.0, minimum=0.05, maximum=300.0, help="how long one POST to Alertmanager may take"
     )
     interval = env.duration(
         "ALERTMANAGER_RESEND_INTERVAL",
         60.0,
         minimum=1.0,
         maximum=3600.0,
-        help="How often an alert whose condition still holds is re-sent; once it stops, Alertmanager resolves"
-        " the alert 4 intervals after the last time it was seen",
+        help="how often an alert whose GPU is still seen hot is re-sent; once it is not, Alertmanager resolves"
+        " the alert 4 intervals after the last sighting",
     )
     backoff_max = env.duration(
         "ALERTMANAGER_BACKOFF_MAX",
         30.0,
         minimum=0.01,
         maximum=600.0,
-        help="Longest wait between two tries of a post Alertmanager did not accept",
+        help="longest wait between two tries of a post Alertmanager did not accept",
     )
     return AlertmanagerSettings(None if raw is None else Endpoint.parse(raw), timeout, interval, backoff_max)
 
@@ -241,23 +282,25 @@ def _channel(env: Env) -> str:
     return "" if env.is_set("SLACK_CHANNEL") and env.raw("SLACK_CHANNEL") is None else channel
 
 
-def _session_timeout(env: Env) -> float:
-    """How long the group waits for a silent member (a crashed one) before giving its partitions away."""
-    return env.duration("CONSUMER_SESSION_TIMEOUT", 30.0, minimum=1.0, maximum=3600.0)
-
-
 def _webhook_url(env: Env) -> Secret | None:
     """From SLACK_WEBHOOK_URL or the file SLACK_WEBHOOK_URL_FILE names (Docker and Kubernetes secrets), checked;
     None when neither is set (Slack is then not a receiver).
 
     Errors name the variable, never the value, which is a secret.
     """
-    env.document("SLACK_WEBHOOK_URL", "", f"the Slack incoming-webhook URL ({WEBHOOK_EXAMPLE}); a secret")
-    env.document("SLACK_WEBHOOK_URL_FILE", "", "a file holding the webhook URL instead (a mounted secret)")
+    env.document(
+        "SLACK_WEBHOOK_URL", "", f"the Slack incoming-webhook URL ({WEBHOOK_EXAMPLE}), a secret never printed; needed"
+        " unless SLACK_WEBHOOK_URL_FILE or ALERTMANAGER_URL is set (at least one receiver)",
+    )
+    env.document(
+        "SLACK_WEBHOOK_URL_FILE", "", "a file holding the webhook URL instead (a Docker or Kubernetes secret); set"
+        " one of the two, not both",
+    )
     allow_http = env.boolean(
         "SLACK_ALLOW_HTTP",
         False,
-        help="allow a plain http:// webhook on a non-loopback host (a stand-in on a private network)",
+        help="allow a plain http:// webhook off loopback (a stand-in on a private network); https://, or http:// to"
+        " 127.0.0.0/8, ::1 or localhost, need nothing",
     )
     direct, path = env.raw("SLACK_WEBHOOK_URL"), env.raw("SLACK_WEBHOOK_URL_FILE")
     if direct is not None and path is not None:
@@ -338,32 +381,30 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _topic(env: Env, name: str, default: str) -> str:
-    value = env.string(name, default)
+def _topic(env: Env, name: str, default: str, help: str) -> str:
+    value = env.string(name, default, help=help)
     if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
         raise ConfigError(f"{name}={value!r}: expected a topic name of letters, digits, '.', '_' or '-'")
     return value
 
 
-def _name(env: Env, name: str, default: str) -> str:
-    value = env.string(name, default)
+def _name(env: Env, name: str, default: str, help: str) -> str:
+    value = env.string(name, default, help=help)
     if len(value) > 255:
         raise ConfigError(f"{name}: expected at most 255 characters")
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option as a ConfigError (one line) instead of usage text and exit."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (usage: {SERVICE} [--help]; settings come from the environment)")
+def describe() -> list[SettingDoc]:
+    """Every setting the alerter reads, for --help and the docs (with an example webhook, as one receiver is needed)."""
+    return settings_help.describe(load_settings, {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/EXAMPLE"})
 
 
 def parse_args(argv: Sequence[str]) -> None:
     """No options besides --help: an unknown one is a ConfigError rather than silently ignored."""
-    _Parser(
-        prog=SERVICE,
-        description="Consume GPU temperature readings from Kafka and alert Slack and/or Alertmanager above a"
-        " threshold. Configured by environment variables (see the README); a .env file in the working directory is"
-        " read too.",
+    settings_help.ServiceParser(
+        SERVICE,
+        "Consume GPU temperature readings from Kafka and alert Slack and/or Alertmanager when a GPU runs too hot."
+        " Configured by the environment variables below.",
+        describe,
     ).parse_args(list(argv))

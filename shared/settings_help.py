@@ -10,6 +10,8 @@ README's tables and .env.example are checked against the same list in tests.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -50,7 +52,11 @@ class SettingsHelp(argparse.Action):
         self._describe = describe
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
-        print(parser.format_help() + "\n" + format_settings(self._describe()))  # noqa: T201 - it is the output
+        try:
+            sys.stdout.write(parser.format_help() + "\n" + format_settings(self._describe()) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         parser.exit()
 
 

@@ -166,8 +166,7 @@ def test_unknown_option_exits_2_with_one_line(tmp_path: Path) -> None:
     result = _alerter(_runnable_env(), tmp_path, "--bogus")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "gpu-temp-alert: configuration error: unrecognized arguments: --bogus "
-        "(usage: gpu-temp-alert [--help]; settings come from the environment)"
+        "gpu-temp-alert: configuration error: unrecognized arguments: --bogus (usage: gpu-temp-alert [-h]; see --help)"
     ]
 
 
