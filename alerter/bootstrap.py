@@ -31,7 +31,7 @@ from alerter.settings import AlerterSettings
 from alerter.slack import WebhookClient
 from alerter.watch import ClusterWatch
 from shared.kafka import consumer_config, ensure_topic, producer_config
-from shared.logs import Throttle
+from shared.librdkafka_log import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +65,9 @@ def prepare_topics(settings: AlerterSettings, admin: AdminClient, timeout: float
     return TopicLayout(source_partitions, len(alerts.partitions))
 
 
-class _ThrottledLibrdkafka(logging.Filter):
-    """librdkafka repeats the same complaint on every reconnect; let one through per facility and half-minute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._throttle = Throttle(30.0)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        facility = str(record.args[0]) if isinstance(record.args, tuple) and record.args else record.msg
-        return self._throttle.allow(facility) is not None
-
-
 def kafka_logger() -> logging.Logger:
-    logger = logging.getLogger("alerter.librdkafka")
-    if not any(isinstance(f, _ThrottledLibrdkafka) for f in logger.filters):
-        logger.addFilter(_ThrottledLibrdkafka())
-    return logger
+    """The logger every Kafka client of the alerter hands librdkafka's own lines to."""
+    return librdkafka_logger("alerter.librdkafka")
 
 
 def build(
