@@ -46,9 +46,8 @@ import msgspec
 import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
-from urllib3.util import Retry as Urllib3Retry
 
+from alerter.adapters.http_answers import printable, retry_after, root_cause
 from alerter.domain.notification import Kind as NotificationKind
 from alerter.domain.notification import Notification
 from alerter.receiver import Attempt, Outcome, Retry, Sighting, deliver
@@ -60,7 +59,6 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH: Final = 64  # alerts per POST, as Prometheus's notifier
 BACKOFF_INITIAL: Final = 0.25  # seconds before the first retry of a post (ALERTMANAGER_BACKOFF_MAX caps the growth)
-_BODY_MAX: Final = 200  # characters of an error answer kept for the log
 _BODY_READ: Final = 8192  # bytes of it read at most: a hostile peer cannot make us hold megabytes
 
 
@@ -430,7 +428,6 @@ class AlertmanagerClient:
         self._session = session or requests.Session()
         for prefix in ("http://", "https://"):
             self._session.mount(prefix, HTTPAdapter(max_retries=0))
-        self._retry_after = Urllib3Retry()
 
     def __repr__(self) -> str:
         return f"AlertmanagerClient({self.endpoint.shown!r})"
@@ -463,7 +460,7 @@ class AlertmanagerClient:
         except requests.Timeout as exc:
             return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
         except requests.ConnectionError as exc:
-            return Attempt(Outcome.RETRY, "connection", error=_root_cause(exc))
+            return Attempt(Outcome.RETRY, "connection", error=root_cause(exc))
         except Exception as exc:  # noqa: BLE001 - one failed attempt is one line and a retry, never a crash
             return Attempt(Outcome.RETRY, "error", error=type(exc).__name__)
         try:
@@ -478,45 +475,14 @@ class AlertmanagerClient:
         if 200 <= status < 300:
             return Attempt(Outcome.ACCEPTED, "accepted", status)
         raw = response.raw.read(_BODY_READ, decode_content=True) or b""
-        body = _printable(self.endpoint.redact(raw.decode("utf-8", "replace")))  # redacted before it is cut
+        body = printable(self.endpoint.redact(raw.decode("utf-8", "replace")))  # redacted before it is cut
         if status in (429, 503):
             reason = "rate_limited" if status == 429 else "server_error"
-            return Attempt(Outcome.RETRY, reason, status, body, self._parse_retry_after(response))
+            return Attempt(Outcome.RETRY, reason, status, body, retry_after(response))
         if status >= 500 or status == 408:
             return Attempt(Outcome.RETRY, "server_error", status, body)
         return Attempt(Outcome.REJECTED, "invalid" if status in (400, 422) else "refused", status, body)
 
-    def _parse_retry_after(self, response: requests.Response) -> float | None:
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(self._retry_after.parse_retry_after(value)))
-        except (InvalidHeader, OverflowError, ValueError):
-            return None
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost exception's type (ConnectionRefusedError...): informative and URL-free."""
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        inner = current.__cause__ or current.__context__
-        if inner is None and current.args and isinstance(current.args[0], BaseException):
-            inner = current.args[0]
-        if inner is None:
-            break
-        current = inner
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-    return type(current).__name__
-
-
-def _printable(text: str) -> str:
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text.strip())
-    return cleaned[:_BODY_MAX]
 
 
 # --- Receiver: the policy and the client, for its notifier thread ---------------------------------------------

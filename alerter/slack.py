@@ -22,9 +22,9 @@ from typing import Any, Final
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, LocationValueError
-from urllib3.util import Retry
+from urllib3.exceptions import LocationValueError
 
+from alerter.adapters.http_answers import printable, retry_after, root_cause
 from alerter.receiver import Attempt, HeldBack, Outcome
 from alerter.settings import Secret
 from shared.models import AlertEvent
@@ -153,7 +153,6 @@ def encode_message(message: dict[str, Any]) -> bytes:
     return _encoder.encode(message)
 
 
-_BODY_MAX: Final = 200
 
 
 class WebhookClient:
@@ -171,7 +170,6 @@ class WebhookClient:
         self._session = session or requests.Session()
         self._session.mount("http://", HTTPAdapter(max_retries=0))
         self._session.mount("https://", HTTPAdapter(max_retries=0))
-        self._retry_after = Retry()
 
     def __repr__(self) -> str:
         return "WebhookClient(url=Secret('********'))"
@@ -192,7 +190,7 @@ class WebhookClient:
         except requests.Timeout as exc:
             return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
         except requests.ConnectionError as exc:
-            return Attempt(Outcome.RETRY, "connection", error=_root_cause(exc))
+            return Attempt(Outcome.RETRY, "connection", error=root_cause(exc))
         except (requests.exceptions.InvalidURL, LocationValueError, UnicodeError) as exc:
             # The URL itself cannot be used (say, a host label over 63 characters): no retry will change that.
             return Attempt(Outcome.REJECTED, "invalid_url", error=type(exc).__name__)
@@ -207,45 +205,14 @@ class WebhookClient:
 
     def _classify(self, response: requests.Response) -> Attempt:
         status = response.status_code
-        body = _printable(response.text)
+        body = printable(response.text)
         if 200 <= status < 300:
             return Attempt(Outcome.ACCEPTED, "accepted", status)
         if status == 429:
-            return Attempt(Outcome.RETRY, "rate_limited", status, body, self._parse_retry_after(response))
+            return Attempt(Outcome.RETRY, "rate_limited", status, body, retry_after(response))
         if status >= 500:
             return Attempt(Outcome.RETRY, "server_error", status, body)
         return Attempt(Outcome.REJECTED, "rejected", status, body)
 
-    def _parse_retry_after(self, response: requests.Response) -> float | None:
-        """Seconds from now (0 for a date in the past); None when missing or unreadable."""
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(self._retry_after.parse_retry_after(value)))
-        except (InvalidHeader, OverflowError, ValueError):
-            return None
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost exception's type (ConnectionRefusedError, NameResolutionError...): informative and URL-free."""
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        inner = current.__cause__ or current.__context__
-        if inner is None and current.args and isinstance(current.args[0], BaseException):
-            inner = current.args[0]
-        if inner is None:
-            break
-        current = inner
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-    return type(current).__name__
-
-
-def _printable(text: str) -> str:
-    """Slack's short answer (`ok`, `invalid_payload`, `no_service`), made safe for one log line."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text.strip())
-    return cleaned[:_BODY_MAX]
