@@ -96,14 +96,17 @@ def _run(
     service, client = build(settings, metrics, layout)
     holder.append(service)
     try:
-        _notify(client, STARTUP_TEXT, settings, stop)
+        if client is not None:
+            _notify(client, STARTUP_TEXT, settings, stop)
         return serve(service, client, settings.slack_channel, stop)
     finally:
-        client.close()
+        if client is not None:
+            client.close()
 
 
-def serve(service: AlerterService, client: WebhookClient, channel: str, stop: threading.Event) -> int:
-    """Run the loop until `stop`, then say goodbye; 1 (after one line) when a Kafka error or a dead notifier ends it."""
+def serve(service: AlerterService, client: WebhookClient | None, channel: str, stop: threading.Event) -> int:
+    """Run the loop until `stop`, then say goodbye on Slack (when it is a receiver); 1 (after one line) when a Kafka
+    error or a dead notifier ends it."""
     code = 0
     try:
         service.run(stop)
@@ -117,7 +120,8 @@ def serve(service: AlerterService, client: WebhookClient, channel: str, stop: th
         log.error("%s", exc)  # noqa: TRY400 - one clear line
         code = 1
     began = service.shutdown_started if service.shutdown_started is not None else time.monotonic()
-    _say_goodbye(client, channel, SHUTDOWN_BUDGET - (time.monotonic() - began))
+    if client is not None:
+        _say_goodbye(client, channel, SHUTDOWN_BUDGET - (time.monotonic() - began))
     if code == 0:
         log.info("Application shutdown complete")
     return code

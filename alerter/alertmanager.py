@@ -1,4 +1,6 @@
-"""Alertmanager as a receiver: v2 alert payloads (pure), the resend policy (pure), and a thin HTTP client.
+"""Alertmanager as a receiver: v2 alert payloads (pure), the resend policy (pure), a thin HTTP client, and the
+Receiver the notifier drives (alerter.receiver: one attempt per `post`; retries, backoff and Retry-After are
+decided by `deliver` there, as for Slack).
 
 Alertmanager forgets an alert at its `endsAt`, so a client must keep saying
 that an alert still holds. Prometheus re-sends each active alert every
@@ -20,10 +22,11 @@ to our alerts. `startsAt` is the reading's event time (never later than the
 first post), so re-sends and resolutions merge into the same alert.
 
 The URL may carry credentials (`http://user:pass@host/` or a token in the
-query): it is held by `Endpoint`, and no log line, exception text or metric
-carries more than `Endpoint.shown` (scheme, host, port and path).
+query): it is held by `Endpoint` (alerter.settings, with the other
+ALERTMANAGER_* settings), and no log line, exception text or metric carries
+more than `Endpoint.shown` (scheme, host, port and path).
 
-A receiver is owned by one thread (the notifier); nothing here connects on import.
+A receiver is owned by one thread (its notifier's); nothing here connects on import.
 """
 
 from __future__ import annotations
@@ -31,140 +34,32 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
-from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import msgspec
 import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
-from urllib3.util import Retry
 
-from shared.config import ConfigError, Env
+from alerter.adapters.http_answers import printable, retry_after, root_cause
+from alerter.domain.notification import Backlog, Notification, Outlook, Resolution, Silence
+from alerter.domain.notification import Kind as NotificationKind
+from alerter.receiver import Attempt, Outcome, Retry, Sighting, deliver
+from alerter.settings import VALIDITY_FACTOR, AlertmanagerSettings, Endpoint
 from shared.logs import Throttle
 from shared.models import AlertEvent
 
 log = logging.getLogger(__name__)
 
-API_PATH: Final = "/api/v2/alerts"
-VALIDITY_FACTOR: Final = 4  # as Prometheus: an alert outlives two lost re-sends
 MAX_BATCH: Final = 64  # alerts per POST, as Prometheus's notifier
-RETRY_AFTER_MAX: Final = 300.0
-_BODY_MAX: Final = 200  # characters of an error answer kept for the log
+BACKOFF_INITIAL: Final = 0.25  # seconds before the first retry of a post (ALERTMANAGER_BACKOFF_MAX caps the growth)
 _BODY_READ: Final = 8192  # bytes of it read at most: a hostile peer cannot make us hold megabytes
-
-
-# --- Settings -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where alerts are posted; `shown` is the URL without credentials or query, the only form that is ever printed."""
-
-    _url: str = field(repr=False)
-    shown: str
-    _secrets: tuple[str, ...] = field(repr=False)
-
-    @classmethod
-    def parse(cls, raw: str, name: str = "ALERTMANAGER_URL") -> Endpoint:
-        """Alertmanager's base URL (or its full /api/v2/alerts URL); a ConfigError never repeats the value."""
-        try:
-            parts = urlsplit(raw.strip())
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-            port = parts.port  # raises ValueError when not a number
-        except ValueError:
-            valid, port = False, None
-        if not valid:
-            raise ConfigError(f"{name}: expected an http(s) URL such as http://alertmanager:9093")
-        path = parts.path.rstrip("/")
-        if not path.endswith(API_PATH):
-            path += API_PATH
-        host = parts.hostname or ""
-        netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
-        secrets = {parts.username or "", parts.password or "", parts.query, parts.fragment}
-        secrets |= {pair.partition("=")[2] for pair in parts.query.split("&")}
-        secrets |= {unquote(s) for s in secrets} | {unquote_plus(s) for s in secrets}
-        return cls(
-            urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")),
-            urlunsplit((parts.scheme, netloc, path, "", "")),
-            tuple(sorted((s for s in secrets if s), key=len, reverse=True)),
-        )
-
-    def reveal(self) -> str:
-        return self._url
-
-    def redact(self, text: str) -> str:
-        """`text` with every credential of the URL (user, password, query and its values, raw or decoded) starred."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.shown!r})"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class AlertmanagerSettings:
-    endpoint: Endpoint | None  # None: Alertmanager is not a receiver
-    timeout: float
-    resend_interval: float
-    backoff_max: float
-
-    @property
-    def enabled(self) -> bool:
-        return self.endpoint is not None
-
-    @property
-    def validity(self) -> float:
-        return VALIDITY_FACTOR * self.resend_interval
-
-
-def load_alertmanager_settings(env: Env) -> AlertmanagerSettings:
-    """The ALERTMANAGER_* settings; all are read (and documented) even when the URL is unset."""
-    env.document(
-        "ALERTMANAGER_URL",
-        "",
-        "Alertmanager's URL (http://alertmanager:9093); alerts are posted to its /api/v2/alerts. Unset: off",
-    )
-    raw = env.raw("ALERTMANAGER_URL")
-    timeout = _bounded(
-        env, "ALERTMANAGER_TIMEOUT", 10.0, minimum=0.05, maximum=300.0, help="How long one POST may take"
-    )
-    interval = _bounded(
-        env,
-        "ALERTMANAGER_RESEND_INTERVAL",
-        60.0,
-        minimum=1.0,
-        maximum=3600.0,
-        help="How often an alert whose condition still holds is re-sent; once it stops, Alertmanager resolves"
-        " the alert 4 intervals after the last time it was seen",
-    )
-    backoff_max = _bounded(
-        env,
-        "ALERTMANAGER_BACKOFF_MAX",
-        30.0,
-        minimum=0.01,
-        maximum=600.0,
-        help="Longest wait between two tries of a post Alertmanager did not accept",
-    )
-    return AlertmanagerSettings(None if raw is None else Endpoint.parse(raw), timeout, interval, backoff_max)
-
-
-def _bounded(env: Env, name: str, default: float, *, minimum: float, maximum: float, help: str) -> float:
-    value = env.duration(name, default, minimum=minimum, help=help)
-    if value > maximum:
-        raise ConfigError(f"{name}={env.raw(name)!r}: expected at most {maximum:g}s")
-    return value
 
 
 # --- Payloads (pure) ------------------------------------------------------------------------------------------
@@ -200,6 +95,13 @@ _SEVERITIES: Final = {
     Kind.SILENT: "critical",
 }
 RESOLVED_KINDS: Final = (Kind.CRITICAL, Kind.WARNING, Kind.FORECAST)  # what a `resolved` notice ends
+# The alerter's notification kinds, as Alertmanager alerts; a resolved notice is an endsAt on the kinds it ends.
+KINDS: Final = {
+    NotificationKind.CRITICAL: Kind.CRITICAL,
+    NotificationKind.WARNING: Kind.WARNING,
+    NotificationKind.FORECAST: Kind.FORECAST,
+    NotificationKind.SILENT: Kind.SILENT,
+}
 
 AlertKey = tuple[Kind, str, str, str]  # kind, device, host, model: one Alertmanager alert (one fingerprint)
 
@@ -479,30 +381,7 @@ class ResendPolicy:
 
 # --- HTTP client ----------------------------------------------------------------------------------------------
 
-
-class Outcome(Enum):
-    ACCEPTED = "accepted"
-    RETRY = "retry"  # worth another try: timeout, connection error, 5xx, 429, an unreadable answer
-    REFUSED = "refused"  # refused for good: 400 (our payload) or another 4xx/3xx (the URL or credentials)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    outcome: Outcome
-    reason: str  # a metric label, one of REASONS
-    status: int | None = None
-    body: str = ""  # Alertmanager's short answer, printable and redacted
-    retry_after: float | None = None
-    error: str = ""  # an exception's type; never its text (it may hold the URL)
-
-    def describe(self) -> str:
-        if self.status is not None:
-            return f"HTTP {self.status} {self.body}".rstrip()
-        return f"{self.reason} ({self.error})" if self.error else self.reason
-
-
 REASONS: Final = ("accepted", "invalid", "refused", "timeout", "connection", "server_error", "rate_limited", "error")
-Payloads = Callable[[], Sequence[Mapping[str, Any]]]  # built again for each attempt, so endsAt is never stale
 _encoder = msgspec.json.Encoder()
 
 
@@ -534,12 +413,11 @@ class AlertmanagerMetrics:
 
 
 class AlertmanagerClient:
-    """Posts alerts to /api/v2/alerts: `post` is one attempt, `deliver` retries until accepted, refused or stopped.
-
-    Retries are an explicit loop (unbounded, interruptible, counted), with
-    exponential backoff and full jitter as the Slack client's; a 429 or 503
-    with `Retry-After` waits that long, within [initial backoff, 5 min].
-    Every attempt is counted once in `gpu_alerter_alertmanager_posts_total`.
+    """Posts a batch of alerts to /api/v2/alerts, one attempt per `post`, classified as accepted, worth a retry
+    (timeout, connection error, 5xx, 408, 429, an unreadable answer; a 429 or 503 with its `Retry-After`) or
+    refused for good (400/422: our payload; another 4xx or a redirect: the URL or credentials). Retries are not
+    its business: alerter.receiver.deliver decides when to try again. Every attempt is counted once in
+    `gpu_alerter_alertmanager_posts_total`.
     """
 
     def __init__(
@@ -547,22 +425,15 @@ class AlertmanagerClient:
         endpoint: Endpoint,
         *,
         timeout: float,
-        backoff_max: float,
-        backoff_initial: float = 0.25,
-        rng: Callable[[], float] = random.random,
         metrics: AlertmanagerMetrics | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.metrics = metrics or AlertmanagerMetrics()
         self._timeout = (min(timeout, 5.0), timeout)  # (connect, read)
-        self._backoff_initial = min(backoff_initial, backoff_max)
-        self._backoff_max = backoff_max
-        self._rng = rng
         self._session = session or requests.Session()
         for prefix in ("http://", "https://"):
             self._session.mount(prefix, HTTPAdapter(max_retries=0))
-        self._retry_after = Retry()
 
     def __repr__(self) -> str:
         return f"AlertmanagerClient({self.endpoint.shown!r})"
@@ -582,7 +453,7 @@ class AlertmanagerClient:
                 check_postable(alert)
             body = _encoder.encode(list(alerts))
         except (InvalidAlert, TypeError, UnicodeEncodeError) as exc:
-            return Attempt(Outcome.REFUSED, "invalid", error=f"{type(exc).__name__}: {exc}")
+            return Attempt(Outcome.REJECTED, "invalid", error=f"{type(exc).__name__}: {exc}")
         try:
             response = self._session.post(
                 self.endpoint.reveal(),
@@ -595,7 +466,7 @@ class AlertmanagerClient:
         except requests.Timeout as exc:
             return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
         except requests.ConnectionError as exc:
-            return Attempt(Outcome.RETRY, "connection", error=_root_cause(exc))
+            return Attempt(Outcome.RETRY, "connection", error=root_cause(exc))
         except Exception as exc:  # noqa: BLE001 - one failed attempt is one line and a retry, never a crash
             return Attempt(Outcome.RETRY, "error", error=type(exc).__name__)
         try:
@@ -610,95 +481,40 @@ class AlertmanagerClient:
         if 200 <= status < 300:
             return Attempt(Outcome.ACCEPTED, "accepted", status)
         raw = response.raw.read(_BODY_READ, decode_content=True) or b""
-        body = _printable(self.endpoint.redact(raw.decode("utf-8", "replace")))  # redacted before it is cut
+        body = printable(self.endpoint.redact(raw.decode("utf-8", "replace")))  # redacted before it is cut
         if status in (429, 503):
             reason = "rate_limited" if status == 429 else "server_error"
-            return Attempt(Outcome.RETRY, reason, status, body, self._parse_retry_after(response))
+            return Attempt(Outcome.RETRY, reason, status, body, retry_after(response))
         if status >= 500 or status == 408:
             return Attempt(Outcome.RETRY, "server_error", status, body)
-        return Attempt(Outcome.REFUSED, "invalid" if status in (400, 422) else "refused", status, body)
-
-    def backoff(self, failures: int) -> float:
-        """Seconds before the next try after `failures` failures in a row: exponential, full jitter."""
-        ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** min(failures - 1, 30))
-        return ceiling * (0.5 + 0.5 * self._rng())
-
-    def delay(self, attempt: Attempt, failures: int) -> float:
-        """How long to wait after a failed attempt: its Retry-After if any (bounded), else the backoff."""
-        if attempt.retry_after is None:
-            return self.backoff(failures)
-        return min(max(attempt.retry_after, self._backoff_initial), RETRY_AFTER_MAX)
-
-    def deliver(
-        self,
-        payloads: Payloads,
-        *,
-        wait: Callable[[float], bool],
-        on_retry: Callable[[Attempt, float], None] = lambda _attempt, _delay: None,
-        attempts: int | None = None,
-    ) -> Attempt:
-        """Post `payloads()` until accepted or refused; `wait(delay)` sleeps and returns False to give up early."""
-        failures = 0
-        while True:
-            attempt = self.post(payloads())
-            if attempt.outcome is not Outcome.RETRY:
-                return attempt
-            failures += 1
-            if attempts is not None and failures >= attempts:
-                return attempt
-            delay = self.delay(attempt, failures)
-            on_retry(attempt, delay)
-            if not wait(delay):
-                return attempt
-
-    def _parse_retry_after(self, response: requests.Response) -> float | None:
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(self._retry_after.parse_retry_after(value)))
-        except (InvalidHeader, OverflowError, ValueError):
-            return None
+        return Attempt(Outcome.REJECTED, "invalid" if status in (400, 422) else "refused", status, body)
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost exception's type (ConnectionRefusedError...): informative and URL-free."""
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        inner = current.__cause__ or current.__context__
-        if inner is None and current.args and isinstance(current.args[0], BaseException):
-            inner = current.args[0]
-        if inner is None:
-            break
-        current = inner
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-    return type(current).__name__
 
-
-def _printable(text: str) -> str:
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text.strip())
-    return cleaned[:_BODY_MAX]
-
-
-# --- Receiver: the policy and the client, for the notifier thread ---------------------------------------------
+# --- Receiver: the policy and the client, for its notifier thread ---------------------------------------------
 
 
 class AlertmanagerReceiver:
-    """Delivers alerts and resolutions (retrying), keeps firing alerts alive, and logs each failure as one line.
+    """A Receiver (alerter.receiver) that also keeps its alerts alive: the first post of each alert comes through
+    `post` (one attempt; the notifier retries), sightings through `sighted`, and the notifier calls `resend` once
+    `next_resend_in()` has passed. Each failure of its own (a re-send, a resolution) is one throttled line.
 
-    Owned by one thread: `deliver`, `resolve` and `observe` come from the
-    notifier's queue, and it calls `resend` once `next_resend_in()` has passed.
+    Owned by one thread, its notifier's.
     """
 
+    name = "Alertmanager"
+    hint = "check ALERTMANAGER_URL and its credentials (a 400 is a payload the alerter should not have built)"
+
     def __init__(
-        self, client: AlertmanagerClient, policy: ResendPolicy, clock: Callable[[], float] = time.time
+        self,
+        client: AlertmanagerClient,
+        policy: ResendPolicy,
+        retry: Retry | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._policy = policy
+        self._retry = retry or Retry(initial=BACKOFF_INITIAL, maximum=30.0)
         self._metrics = client.metrics
         self._clock = clock
         self._book: dict[AlertKey, Tracked] = {}
@@ -710,6 +526,77 @@ class AlertmanagerReceiver:
     def book(self) -> Book:
         return self._book
 
+    @property
+    def retry(self) -> Retry:
+        """How its notifier waits between tries of a post (ALERTMANAGER_BACKOFF_MAX)."""
+        return self._retry
+
+    # -- the Receiver interface, and KeepsAlive ----------------------------------------------------
+
+    def post(self, notification: Notification) -> Attempt:
+        """One attempt at the first post of the alert the policy raised (startsAt: its event time), or, for a
+        resolved notice, at ending the alerts it names (endsAt: its event time)."""
+        if notification.kind is NotificationKind.RESOLVED:
+            return self.post_resolution(notification)
+        kind = KINDS.get(notification.kind)
+        if kind is None:  # a notification kind added without its Alertmanager alert: fails that one (FAILED)
+            raise ValueError(f"no Alertmanager alert for notifications of kind {notification.kind.value}")
+        detail = _detail(notification)
+        return self.post_alert(GpuAlert.from_event(notification.alert, kind, at=notification.at, detail=detail))
+
+    def post_resolution(self, notification: Notification) -> Attempt:
+        """One attempt at posting endsAt for the device's alerts a resolved notice ends (none kept alive after)."""
+        ends = notification.detail.ends if isinstance(notification.detail, Resolution) else ()
+        kinds = [KINDS[kind] for kind in ends if kind in KINDS] or list(RESOLVED_KINDS)
+        book, posts = self._policy.resolution(self._book, notification.alert, notification.at, self._clock(), kinds)
+        attempt = self._client.post([p.payload() for p in posts])
+        if attempt.outcome is Outcome.ACCEPTED:
+            self._metrics.alerts.labels("resolved").inc(len(posts))
+            self._keep(book)
+        return attempt
+
+    def sighted(self, sighting: Sighting) -> None:
+        """A hot reading of the device, alerted or kept quiet by the cooldown: its alert still holds."""
+        self.observe(GpuAlert.from_event(sighting.alert, KINDS.get(sighting.kind, Kind.CRITICAL), at=sighting.at))
+
+    def next_resend_in(self) -> float | None:
+        """Seconds until `resend` has something to do (0: now); None until something is observed."""
+        now = self._clock()
+        self._keep(self._policy.expired(self._book, now))
+        due = self._policy.next_due(self._book, now)
+        return None if due is None else max(due, self._next_try) - now
+
+    def resend(self) -> Attempt | None:
+        """One attempt at a batch of due re-sends (a failure backs the next batch off); None when none are due."""
+        now = self._clock()
+        posts = self._policy.due(self._book, now) if now >= self._next_try else []
+        if not posts:
+            return None
+        attempt = self._client.post([p.payload() for p in posts])
+        if attempt.outcome is Outcome.RETRY:
+            self._failures += 1
+            delay = self._retry.delay(attempt, self._failures)
+            self._next_try = now + delay
+            self._warn(attempt, f"re-sending {len(posts)} alert(s) in {delay:.2f}s")
+            return attempt
+        self._failures, self._next_try = 0, -math.inf
+        if attempt.outcome is Outcome.ACCEPTED:
+            self._metrics.alerts.labels("resent").inc(len(posts))
+        else:
+            self._refused(attempt, len(posts))  # not posted again before they are seen anew
+        self._keep(self._policy.sent(self._book, posts, self._clock()))
+        return attempt
+
+    # -- building blocks -------------------------------------------------------------------------
+
+    def post_alert(self, alert: GpuAlert) -> Attempt:
+        """One attempt at the first post of `alert`, with endsAt fresh from this attempt's time."""
+        attempt = self._client.post([self._policy.first(alert, self._clock()).payload()])
+        if attempt.outcome is Outcome.ACCEPTED:
+            self._metrics.alerts.labels("firing").inc()
+            self._keep(self._policy.delivered(self._book, alert, self._clock()))
+        return attempt
+
     def deliver(
         self,
         alert: GpuAlert,
@@ -717,16 +604,11 @@ class AlertmanagerReceiver:
         wait: Callable[[float], bool],
         on_retry: Callable[[Attempt, float], None] = lambda _attempt, _delay: None,
     ) -> Attempt:
-        """The first post of an alert the policy raised: retried until accepted, refused, or `wait` says stop."""
-        attempt = self._client.deliver(
-            lambda: [self._policy.first(alert, self._clock()).payload()],
-            wait=wait,
-            on_retry=self._retrying(on_retry),
+        """`post_alert` until accepted, refused, or `wait` says stop (alerter.receiver.deliver); a refusal is logged."""
+        attempt = deliver(
+            lambda: self.post_alert(alert), self._retry, name=self.name, wait=wait, on_retry=self._retrying(on_retry)
         )
-        if attempt.outcome is Outcome.ACCEPTED:
-            self._metrics.alerts.labels("firing").inc()
-            self._keep(self._policy.delivered(self._book, alert, self._clock()))
-        elif attempt.outcome is Outcome.REFUSED:
+        if attempt.outcome is Outcome.REJECTED:
             self._refused(attempt, 1)
         return attempt
 
@@ -747,39 +629,14 @@ class AlertmanagerReceiver:
         book, posts = self._policy.resolution(self._book, event, at, self._clock(), kinds)
         self._keep(book)
         payloads = [p.payload() for p in posts]
-        attempt = self._client.deliver(lambda: payloads, wait=wait, on_retry=self._retrying(on_retry))
+        attempt = deliver(
+            lambda: self._client.post(payloads), self._retry, name=self.name, wait=wait,
+            on_retry=self._retrying(on_retry),
+        )
         if attempt.outcome is Outcome.ACCEPTED:
             self._metrics.alerts.labels("resolved").inc(len(posts))
-        elif attempt.outcome is Outcome.REFUSED:
+        elif attempt.outcome is Outcome.REJECTED:
             self._refused(attempt, len(posts))
-        return attempt
-
-    def next_resend_in(self) -> float | None:
-        """Seconds until `resend` has something to do (0: now); None until something is observed."""
-        now = self._clock()
-        self._keep(self._policy.expired(self._book, now))
-        due = self._policy.next_due(self._book, now)
-        return None if due is None else max(due, self._next_try) - now
-
-    def resend(self) -> Attempt | None:
-        """One attempt at a batch of due re-sends (a failure backs the next batch off); None when none are due."""
-        now = self._clock()
-        posts = self._policy.due(self._book, now) if now >= self._next_try else []
-        if not posts:
-            return None
-        attempt = self._client.post([p.payload() for p in posts])
-        if attempt.outcome is Outcome.RETRY:
-            self._failures += 1
-            delay = self._client.delay(attempt, self._failures)
-            self._next_try = now + delay
-            self._warn(attempt, f"re-sending {len(posts)} alert(s) in {delay:.2f}s")
-            return attempt
-        self._failures, self._next_try = 0, -math.inf
-        if attempt.outcome is Outcome.ACCEPTED:
-            self._metrics.alerts.labels("resent").inc(len(posts))
-        else:
-            self._refused(attempt, len(posts))  # not posted again before they are seen anew
-        self._keep(self._policy.sent(self._book, posts, self._clock()))
         return attempt
 
     def _keep(self, book: dict[AlertKey, Tracked]) -> None:
@@ -818,16 +675,27 @@ class AlertmanagerReceiver:
             )
 
 
+def _detail(notification: Notification) -> str:
+    """The sentence a notification's detail adds to its description."""
+    detail = notification.detail
+    if isinstance(detail, Outlook):
+        return f"Expected to reach {detail.threshold:.1f}°C in about {detail.eta:.0f}s ({detail.rate:+.1f}°C/min)."
+    if isinstance(detail, Silence):
+        return f"No readings for {detail.silent_for:.0f}s."
+    if isinstance(detail, Backlog):
+        return (
+            f"While the alerter was behind: {detail.count} readings above the threshold over"
+            f" {detail.last - detail.first:.0f}s, peak {detail.peak:.2f}°C."
+        )
+    return ""
+
+
 def build_receiver(
     settings: AlertmanagerSettings, registry: CollectorRegistry | None = None
 ) -> AlertmanagerReceiver | None:
     """The receiver the settings ask for (its metrics in `registry`), or None when ALERTMANAGER_URL is unset."""
     if settings.endpoint is None:
         return None
-    client = AlertmanagerClient(
-        settings.endpoint,
-        timeout=settings.timeout,
-        backoff_max=settings.backoff_max,
-        metrics=AlertmanagerMetrics(registry),
-    )
-    return AlertmanagerReceiver(client, ResendPolicy(settings.resend_interval))
+    client = AlertmanagerClient(settings.endpoint, timeout=settings.timeout, metrics=AlertmanagerMetrics(registry))
+    retry = Retry(initial=min(BACKOFF_INITIAL, settings.backoff_max), maximum=settings.backoff_max)
+    return AlertmanagerReceiver(client, ResendPolicy(settings.resend_interval), retry)

@@ -18,17 +18,20 @@ from confluent_kafka.admin import AdminClient
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import ReadingsSource
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.adapters.slack_receiver import SlackReceiver
+from alerter.alertmanager import build_receiver
+from alerter.domain.budget import AlertBudget
 from alerter.domain.notification import Result
 from alerter.metrics import AlerterMetrics
-from alerter.notifier import Notifier
+from alerter.notifier import Fanout
 from alerter.receiver import Retry
 from alerter.service import AlerterService, alert_policy
 from alerter.settings import AlerterSettings
 from alerter.slack import WebhookClient
 from alerter.watch import ClusterWatch
 from shared.kafka import consumer_config, ensure_topic, producer_config
-from shared.logs import Throttle
+from shared.librdkafka_log import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +65,9 @@ def prepare_topics(settings: AlerterSettings, admin: AdminClient, timeout: float
     return TopicLayout(source_partitions, len(alerts.partitions))
 
 
-class _ThrottledLibrdkafka(logging.Filter):
-    """librdkafka repeats the same complaint on every reconnect; let one through per facility and half-minute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._throttle = Throttle(30.0)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        facility = str(record.args[0]) if isinstance(record.args, tuple) and record.args else record.msg
-        return self._throttle.allow(facility) is not None
-
-
 def kafka_logger() -> logging.Logger:
-    logger = logging.getLogger("alerter.librdkafka")
-    if not any(isinstance(f, _ThrottledLibrdkafka) for f in logger.filters):
-        logger.addFilter(_ThrottledLibrdkafka())
-    return logger
+    """The logger every Kafka client of the alerter hands librdkafka's own lines to."""
+    return librdkafka_logger("alerter.librdkafka")
 
 
 def build(
@@ -89,8 +78,10 @@ def build(
     client_id: str = CLIENT_ID,
     consumer_overrides: Mapping[str, Any] | None = None,
     producer_overrides: Mapping[str, Any] | None = None,
-) -> tuple[AlerterService, WebhookClient]:
-    """The service wired to real Kafka and Slack clients; the overrides (tests) join the clients' configs."""
+) -> tuple[AlerterService, WebhookClient | None]:
+    """The service wired to real Kafka clients and to every configured receiver (Slack, with the alert budget, and
+    Alertmanager, each on its own notifier thread); the Slack client is returned for the start-up and shutdown
+    notices (None without Slack). The overrides (tests) join the clients' configs."""
     brokers = settings.common.brokers
     logger = kafka_logger()
     watch = ClusterWatch(settings.source_topic)
@@ -115,14 +106,19 @@ def build(
         settings.source_topic,
         layout.alert_partitions,
     )
-    client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout)
     results: queue.SimpleQueue[Result] = queue.SimpleQueue()
-    notifier = Notifier(
-        SlackReceiver(client, settings.slack_channel),
-        results,
-        metrics,
-        Retry(initial=SLACK_BACKOFF_INITIAL, maximum=settings.slack_backoff_max),
-    )
+    notifier = Fanout(results, metrics)
+    client = None
+    if settings.webhook_url is not None:
+        client = WebhookClient(settings.webhook_url, timeout=settings.slack_timeout)
+        notifier.add(
+            SlackReceiver(client, settings.slack_channel),
+            Retry(initial=SLACK_BACKOFF_INITIAL, maximum=settings.slack_backoff_max),
+            AlertBudget(settings.alert_budget_per_minute),
+        )
+    alertmanager = build_receiver(settings.alertmanager, metrics.registry)
+    if alertmanager is not None:
+        notifier.add(alertmanager, alertmanager.retry)
     config = consumer_config(
         brokers,
         client_id,
@@ -142,6 +138,7 @@ def build(
         source=ReadingsSource(config, settings.source_topic, alert_policy(settings).watch_above),
         alerts_log=alerts_log,
         dead_letters=DeadLetters(producer, settings.dlq_topic),
+        rekeyer=Rekeyer(producer, settings.source_topic),
         producer=producer,
         notifier=notifier,
         results=results,

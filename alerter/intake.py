@@ -1,9 +1,13 @@
 """A batch of readings in: offsets advanced, unreadable records dead-lettered, readings judged and handed over.
 
 Runs on the Kafka thread, once per consume() batch. Per reading the source
-passed on (the hot ones; every one when the policy needs them all): its
-event time (policy.event_time), a restore of older notifications if the
-reading is older than what was read back, the policy's verdict, and for each
+passed on (the hot ones; every one when the policy needs them all): a check
+that the record is keyed by its device_id (else it is produced again, keyed
+so, to be judged on the device's own partition: adapters/rekeyed.py), its
+event time (policy.event_time, around the record's timestamp, or around its
+arrival when that timestamp is missing or absurd: alerter.domain.timestamps),
+a restore of older notifications if the reading is older than what was read
+back (bounded by the assignment), the policy's verdict, and for each
 notification due one log line and a hand-over to the notifier. Everything
 else is per batch. `sweep`, about once a second, raises what no reading
 raises (backlog alerts, silences) and forgets what can no longer matter.
@@ -18,19 +22,22 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaException, Message
+from confluent_kafka import KafkaException, Message
 
 from alerter.adapters.dead_letters import DeadLetters, why_unreadable
 from alerter.adapters.readings import Batch
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.domain.notification import Backlog, Kind, Notification, Outlook, Resolution, Silence
 from alerter.domain.partition import Partition, Partitions
 from alerter.domain.policy import Verdict, event_time
+from alerter.domain.timestamps import record_time
 from alerter.metrics import AlerterMetrics
+from alerter.receiver import Sighting
 from alerter.settlement import Settlement
 from alerter.watch import ClusterWatch
 from shared.kafka import error_text
 from shared.logs import Throttle
-from shared.models import TemperatureReading
+from shared.models import AlertEvent, TemperatureReading
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ _SUPPRESSED: Final = {
     Verdict.FOLDED: "folded",
     Verdict.LATE: "late",
 }
+_QUIET: Final = (Verdict.COOLDOWN, Verdict.IN_FLIGHT)  # above a threshold, kept quiet: a sighting
 
 
 class Intake:
@@ -51,8 +59,10 @@ class Intake:
         *,
         partitions: Partitions,
         dead_letters: DeadLetters,
+        rekeyer: Rekeyer,
         settlement: Settlement,
         submit: Callable[[Notification], None],
+        observe: Callable[[list[Sighting]], None] | None,
         restore_before: Callable[[Partition, float], None],
         watch: ClusterWatch,
         metrics: AlerterMetrics,
@@ -62,15 +72,18 @@ class Intake:
     ) -> None:
         self._partitions = partitions
         self._dead_letters = dead_letters
+        self._rekeyer = rekeyer
         self._settlement = settlement
         self._submit = submit
+        self._observe = observe  # hot readings kept quiet by a cooldown: their alert's condition still holds
         self._restore_before = restore_before  # (partition, event time): make sure cooldowns reaching it are known
         self._watch = watch
         self._metrics = metrics
+        self._clock = clock
         self._bad_throttle = Throttle(5.0)
+        self._rekey_throttle = Throttle(30.0)
         self._limit_throttle = Throttle(60.0)
         self._end_offset = end_offset  # a partition's high watermark as last fetched (None: not known)
-        self._clock = clock
         self._monotonic = monotonic
         policy = partitions.policy
         windows = [w for w in (policy.cooldown, policy.silence_after) if w]
@@ -97,29 +110,46 @@ class Intake:
 
     def _decide(self, readings: list[tuple[Message, TemperatureReading]]) -> None:
         partitions = self._partitions
-        owned = partitions.owned
-        skew = partitions.policy.max_clock_skew
-        now = self._clock()
+        policy = partitions.policy
+        skew = policy.max_clock_skew
         counts = dict.fromkeys(Verdict, 0)
+        arrival = self._clock()
+        rekeyed = 0
         raised: list[Notification] = []
+        seen: dict[str, tuple[TemperatureReading, float]] | None = {} if self._observe is not None else None
         for message, reading in readings:
-            partition = owned.get(message.partition())  # type: ignore[arg-type]
+            partition = partitions.owned.get(message.partition())  # type: ignore[arg-type]
             if partition is None:
                 continue
+            if message.key() != reading.device_id.encode():
+                rekeyed += self._rekey(partition, message, reading.device_id)
+                continue
             kind, millis = message.timestamp()
-            record_time = None if kind == TIMESTAMP_NOT_AVAILABLE or millis < 0 else millis / 1000
-            at = event_time(reading.timestamp.timestamp(), record_time, skew)
+            at = event_time(reading.timestamp.timestamp(), record_time(kind, millis, arrival), skew)
             if partitions.needs_restore(partition, at):
                 self._restore_before(partition, at)
-            verdict, notifications = partitions.judge(partition, reading, message.offset(), at, now)  # type: ignore[arg-type]
+            verdict, notifications = partitions.judge(partition, reading, message.offset(), at, arrival)  # type: ignore[arg-type]
             counts[verdict] += 1
+            if seen is not None and verdict in _QUIET:
+                seen[reading.device_id] = (reading, at)
             if notifications:
                 raised += notifications
         self._hand_over(raised)
+        if seen and self._observe is not None:
+            self._observe([self._sighting(reading, at) for reading, at in seen.values()])
+        if rekeyed:
+            self._metrics.readings_rekeyed.inc(rekeyed)
         for verdict, reason in _SUPPRESSED.items():
             if counts[verdict]:
                 self._metrics.alerts_suppressed.labels(reason).inc(counts[verdict])
         self._check_limit()
+
+    def _sighting(self, reading: TemperatureReading, at: float) -> Sighting:
+        """A reading kept quiet by a cooldown: the critical or warning alert it would raise still holds."""
+        limits = self._partitions.policy.limits(reading)
+        if reading.temperature > limits.critical or limits.warning is None:
+            return Sighting(AlertEvent.from_reading(reading, limits.critical), at)
+        return Sighting(AlertEvent.from_reading(reading, limits.warning), at, Kind.WARNING)
 
     def sweep(self) -> None:
         """Once a second: what the partitions' clocks make due (backlog alerts, silences), and forgetting."""
@@ -169,6 +199,40 @@ class Intake:
             self._submit(notification)
         self._metrics.alerts_raised.inc(len(raised))
         self._metrics.pending_alerts.set(self._partitions.pending)
+
+    def _rekey(self, partition: Partition, message: Message, device: str) -> int:
+        """Produce a hot reading keyed otherwise again, keyed by its device; its record is held until that copy is
+        acknowledged. Returns 1 when the copy is on its way, 0 when it could not be made (the record stays held)."""
+        offset: int = message.offset()  # type: ignore[assignment]
+        key = message.key()
+        shown = "no key" if key is None else f"key {key[:64].decode('utf-8', 'replace')!r}"
+        where = {"device": device, "partition": partition.number, "offset": offset}
+        Partitions.writing(partition, offset)
+        try:
+            self._rekeyer.rekey(message, device, self._settlement.acknowledger(partition, offset))
+        except KafkaException as exc:
+            Partitions.written(partition, offset, release=False)
+            log.error(  # noqa: TRY400 - one clear line
+                "cannot produce a reading of %s (%s) again keyed by its device (%s); it stays uncommitted and is read "
+                "again after a restart",
+                device,
+                shown,
+                error_text(exc),
+                extra=where,
+            )
+            return 0
+        suppressed = self._rekey_throttle.allow("rekeyed")
+        if suppressed is not None:
+            log.warning(
+                "a hot reading of %s came with %s; produced again to %s keyed by its device_id, to be judged on its "
+                "device's partition%s",
+                device,
+                shown,
+                self._rekeyer.topic,
+                f" ({suppressed} more since the last report)" if suppressed else "",
+                extra=where,
+            )
+        return 1
 
     def _dead_letter(self, messages: list[Message]) -> None:
         """Copy unreadable records to the dead-letter topic; each stays held until the copy is acknowledged."""

@@ -75,6 +75,47 @@ class AlerterMetrics:
         self.cooldowns_restored = Counter(
             "gpu_alerter_cooldowns_restored", "Delivered alerts read back from the alerts topic.", registry=r
         )
+        # -- hostile input, storms and receivers (issues 10, 11, 15) ---------------------------------------------
+        self.restores = Counter(
+            "gpu_alerter_restores",
+            "Reads of the alerts topic back into cooldowns, by trigger (assigned: partitions were assigned; "
+            "older_reading: a reading older than what was read back).",
+            ["trigger"],
+            registry=r,
+        )
+        self.restores_deferred = Counter(
+            "gpu_alerter_restores_deferred",
+            "Restores an older reading asked for within a minute of the last one of its partition, not made (the "
+            "reading was judged on the cooldowns known).",
+            registry=r,
+        )
+        self.readings_rekeyed = Counter(
+            "gpu_alerter_readings_rekeyed",
+            "Hot readings whose record key was not their device_id, produced again keyed by it (so each device is "
+            "judged on one partition).",
+            registry=r,
+        )
+        self.alerts_held_back = Counter(
+            "gpu_alerter_alerts_held_back",
+            "Alerts over ALERT_BUDGET_PER_MINUTE, held back for a summary message instead of being posted one by one.",
+            registry=r,
+        )
+        self.alert_summaries = Counter(
+            "gpu_alerter_alert_summaries",
+            "Summaries of held-back alerts, by result (accepted, rejected).",
+            ["result"],
+            registry=r,
+        )
+        self.receiver_refusing = Gauge(
+            "gpu_alerter_receiver_refusing",
+            "1 while a receiver has refused its last alerts for good (the instance reports not ready), by receiver.",
+            ["receiver"],
+            registry=r,
+        )
+        for trigger in ("assigned", "older_reading"):
+            self.restores.labels(trigger)
+        for result in ("accepted", "rejected"):
+            self.alert_summaries.labels(result)
         # Early warning (issue 14) and bounded state (issue 10).
         self.notifications_raised = Counter(
             "gpu_alerter_notifications_raised",
@@ -96,6 +137,7 @@ class AlerterMetrics:
             self.notifications_raised.labels(kind)
         for reason in ("expired", "limit"):
             self.devices_evicted.labels(reason)
+        # -- end of block ----------------------------------------------------------------------------------------
         for reason in ("timeout", "connection", "server_error", "rate_limited", "error"):
             self.alert_retries.labels(reason)
         for reason in ("rejected", "revoked", "shutdown", "error"):

@@ -1,10 +1,17 @@
 """What the notifier drives: a receiver posts a notification once per call and says whether another try is worth it.
 
-A receiver (Slack today; Alertmanager and others may follow) only renders
-and posts: one `post` is one attempt, classified as accepted, worth a retry
-(timeout, connection error, 5xx, 429 with its `Retry-After`) or refused for
-good. How long to wait and when to give up is decided in one place, `deliver`,
-for every receiver and for the start-up notice alike.
+A receiver (Slack, Alertmanager) only renders and posts: one `post` is one
+attempt, classified as accepted, worth a retry (timeout, connection error,
+5xx, 429 with its `Retry-After`) or refused for good. How long to wait and
+when to give up is decided in one place, `deliver`, for every receiver and
+for the start-up notice alike.
+
+Two optional abilities, which the notifier looks for:
+- `Summarising`: the receiver can post one summary of alerts held back by the
+  alert budget (Slack, whose pace a flood would otherwise set);
+- `KeepsAlive`: the receiver must hear that a condition still holds and be
+  called to re-send on its own schedule (Alertmanager forgets an alert that
+  is not re-sent); the notifier feeds it sightings and asks when it is due.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
-from alerter.domain.notification import Notification
+from alerter.domain.notification import Kind, Notification
 from shared.backoff import backoff
+from shared.models import AlertEvent
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,40 @@ class Receiver(Protocol):
     hint: str
 
     def post(self, notification: Notification) -> Attempt: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A hot reading seen, alerted or not (the cooldown may keep it quiet): the alert's condition still holds."""
+
+    alert: AlertEvent
+    at: float  # its event time, epoch seconds
+    kind: Kind = Kind.CRITICAL  # the alert it keeps holding (a warning, with WARNING_THRESHOLD)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBack:
+    """Alerts held back by the alert budget, for one summary message."""
+
+    alerts: tuple[AlertEvent, ...]
+    since: float  # wall-clock time the first of them was held back, epoch seconds
+    budget: int  # alerts a minute posted one by one (ALERT_BUDGET_PER_MINUTE)
+
+
+@runtime_checkable
+class Summarising(Protocol):
+    """A receiver that can post one summary of held-back alerts (one attempt per call)."""
+
+    def post_summary(self, held: HeldBack) -> Attempt: ...
+
+
+@runtime_checkable
+class KeepsAlive(Protocol):
+    """A receiver with re-sends of its own: told of sightings, asked when it is due, called when it is."""
+
+    def sighted(self, sighting: Sighting) -> None: ...
+    def next_resend_in(self) -> float | None: ...
+    def resend(self) -> Attempt | None: ...
 
 
 @dataclass(frozen=True)

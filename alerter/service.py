@@ -30,6 +30,7 @@ from confluent_kafka import KafkaException
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import Source
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.assignment import Assignment
 from alerter.domain.notification import Result
 from alerter.domain.partition import Partitions
@@ -100,6 +101,7 @@ class AlerterService:
         source: Source,
         alerts_log: AlertsLog,
         dead_letters: DeadLetters,
+        rekeyer: Rekeyer,
         producer: Producer,
         notifier: NotifierLike,
         results: queue.SimpleQueue[Result],
@@ -129,10 +131,11 @@ class AlerterService:
             partitions=self._partitions,
             source=source,
             alerts_log=alerts_log,
+            dead_letters=dead_letters,
             notifier=notifier,
             watch=watch,
             metrics=metrics,
-            post_timeout=settings.slack_timeout,
+            post_timeout=settings.post_timeout,
             serve=self._serve,
             clock=clock,
             monotonic=monotonic,
@@ -140,8 +143,10 @@ class AlerterService:
         self._intake = Intake(
             partitions=self._partitions,
             dead_letters=dead_letters,
+            rekeyer=rekeyer,
             settlement=self._settlement,
             submit=notifier.submit,
+            observe=notifier.observe if notifier.observing else None,
             restore_before=self._assignment.restore_before,
             watch=watch,
             metrics=metrics,
@@ -158,8 +163,14 @@ class AlerterService:
         return self._intake.processed
 
     def ready(self) -> bool:
-        """Owning partitions, the cluster reachable, the notifier alive (health.HealthServer's /readyz)."""
-        return self._assignment.owning.is_set() and self._watch.healthy() and self.notifier.alive()
+        """Owning partitions, the cluster reachable, the notifiers alive and no receiver refusing every alert
+        (health.HealthServer's /readyz)."""
+        return (
+            self._assignment.owning.is_set()
+            and self._watch.healthy()
+            and self.notifier.alive()
+            and self.notifier.accepting()
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then shut down (also when a fatal error or a dead notifier ends it)."""
@@ -253,7 +264,7 @@ class AlerterService:
 
         while unfinished() and self._monotonic() < deadline and self.notifier.alive():
             self._serve(0.05)
-        self.notifier.stop(timeout=self._settings.slack_timeout + 1.0)
+        self.notifier.stop(timeout=self._settings.post_timeout + 1.0)
         self._settlement.settle()  # deliveries that ended during stop() get their records now
         self._producer.flush(max(1.0, deadline - self._monotonic()))
         self._settlement.settle()

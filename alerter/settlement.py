@@ -1,8 +1,9 @@
 """What comes back, carried out on the Kafka thread: results from the notifier, acknowledgements from the broker.
 
 A delivered alert is recorded on the alerts topic (its cooldown survives a
-restart); a refused one is parked on the dead-letter topic. Either way the
-record that raised it stays held until the broker acknowledged that write,
+restart); a refused one is parked on the dead-letter topic, and so is a
+delivered one that another receiver refused. Either way the record that
+raised it stays held until the broker acknowledged those writes,
 so the committed offset never passes an alert that is not both delivered (or
 parked) and written down. Delivery reports arrive inside `producer.poll` and
 are only queued there; `settle` applies them, so no callback ever changes the
@@ -76,6 +77,10 @@ class Settlement:
         notification = result.notification
         if result.status is Status.DELIVERED:
             self._record(partition, notification)  # stale or not: its cooldown must be known after a restart
+            if result.reason:  # another receiver refused it: keep that refusal's copy too
+                if partition is not None:
+                    Partitions.writing(partition, notification.offset)
+                self._park(partition, notification, result.reason)
         elif partition is None:
             return  # the partition's new owner raises it again
         elif result.status is Status.REJECTED:
@@ -113,14 +118,16 @@ class Settlement:
                 extra={"device": notification.alert.device_id},
             )
 
-    def _park(self, partition: Partition, notification: Notification, reason: str) -> None:
+    def _park(self, partition: Partition | None, notification: Notification, reason: str) -> None:
+        """A refused alert to the dead-letter topic; its record (if its partition is still ours) waits for it."""
         alert = notification.alert
         source = (self._source_topic, notification.partition, notification.offset)
-        parked = self.acknowledger(partition, notification.offset)
+        parked = (lambda _error: None) if partition is None else self.acknowledger(partition, notification.offset)
         try:
             self._dead_letters.alert(alert.device_id.encode(), encode(alert), reason, source, parked)
         except KafkaException as exc:
-            Partitions.written(partition, notification.offset, release=False)
+            if partition is not None:
+                Partitions.written(partition, notification.offset, release=False)
             self._metrics.alerts_failed.labels("error").inc()
             if self._throttle.allow("park") is not None:
                 log.error(  # noqa: TRY400 - one clear line, no traceback

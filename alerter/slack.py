@@ -24,11 +24,11 @@ from typing import Any, Final
 import msgspec
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, LocationValueError
-from urllib3.util import Retry
+from urllib3.exceptions import LocationValueError
 
+from alerter.adapters.http_answers import printable, retry_after, root_cause
 from alerter.domain.notification import Backlog, Kind, Notification, Outlook, Resolution, Silence
-from alerter.receiver import Attempt, Outcome
+from alerter.receiver import Attempt, HeldBack, Outcome
 from alerter.settings import Secret
 from shared.models import AlertEvent
 from shared.text import visible
@@ -267,6 +267,35 @@ def _message(
     return message
 
 
+SUMMARY_DEVICES: Final = 20  # device ids a summary names; the rest are counted
+
+
+def summary_message(held: HeldBack, channel: str) -> dict[str, Any]:
+    """One message for the alerts the budget held back: how many, since when, the hottest, the first device ids."""
+    devices = list(dict.fromkeys(escape(alert.device_id) for alert in held.alerts))
+    named = ", ".join(devices[:SUMMARY_DEVICES])
+    more = len(devices) - SUMMARY_DEVICES
+    hottest = max(held.alerts, key=lambda alert: alert.temperature)
+    since = rfc1123(datetime.fromtimestamp(held.since, UTC))
+    count = len(held.alerts)
+    text = (
+        f"*{count} more GPU temperature alert{'s' if count != 1 else ''}* since {since}, held back because more than "
+        f"{held.budget} alerts a minute were due (ALERT_BUDGET_PER_MINUTE), for {len(devices)} "
+        f"device{'s' if len(devices) != 1 else ''}: {named}{f' and {more} more' if more > 0 else ''}. "
+        f"Hottest: {escape(hottest.device_id)} at {hottest.temperature:.2f}°C "
+        f"(threshold {hottest.temperature_threshold:.2f}°C)."
+    )
+    message: dict[str, Any] = {
+        "username": USERNAME,
+        "icon_emoji": ALERT_ICON,
+        "attachments": [{"fallback": f"{count} more GPU temperature alerts", "color": RED, "title": TITLE,
+                         "text": text, "footer": FOOTER, "footer_icon": FOOTER_ICON}],
+    }
+    if channel:
+        message = {"channel": channel, **message}
+    return message
+
+
 def notice_message(text: str, channel: str) -> dict[str, Any]:
     """A plain notification (start-up, shutdown), as the original's SendNotification."""
     message: dict[str, Any] = {"text": text, "username": USERNAME, "icon_emoji": NOTICE_ICON}
@@ -279,7 +308,6 @@ def encode_message(message: dict[str, Any]) -> bytes:
     return _encoder.encode(message)
 
 
-_BODY_MAX: Final = 200
 
 
 class WebhookClient:
@@ -297,7 +325,6 @@ class WebhookClient:
         self._session = session or requests.Session()
         self._session.mount("http://", HTTPAdapter(max_retries=0))
         self._session.mount("https://", HTTPAdapter(max_retries=0))
-        self._retry_after = Retry()
 
     def __repr__(self) -> str:
         return "WebhookClient(url=Secret('********'))"
@@ -318,7 +345,7 @@ class WebhookClient:
         except requests.Timeout as exc:
             return Attempt(Outcome.RETRY, "timeout", error=type(exc).__name__)
         except requests.ConnectionError as exc:
-            return Attempt(Outcome.RETRY, "connection", error=_root_cause(exc))
+            return Attempt(Outcome.RETRY, "connection", error=root_cause(exc))
         except (requests.exceptions.InvalidURL, LocationValueError, UnicodeError) as exc:
             # The URL itself cannot be used (say, a host label over 63 characters): no retry will change that.
             return Attempt(Outcome.REJECTED, "invalid_url", error=type(exc).__name__)
@@ -333,45 +360,14 @@ class WebhookClient:
 
     def _classify(self, response: requests.Response) -> Attempt:
         status = response.status_code
-        body = _printable(response.text)
+        body = printable(response.text)
         if 200 <= status < 300:
             return Attempt(Outcome.ACCEPTED, "accepted", status)
         if status == 429:
-            return Attempt(Outcome.RETRY, "rate_limited", status, body, self._parse_retry_after(response))
+            return Attempt(Outcome.RETRY, "rate_limited", status, body, retry_after(response))
         if status >= 500:
             return Attempt(Outcome.RETRY, "server_error", status, body)
         return Attempt(Outcome.REJECTED, "rejected", status, body)
 
-    def _parse_retry_after(self, response: requests.Response) -> float | None:
-        """Seconds from now (0 for a date in the past); None when missing or unreadable."""
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(self._retry_after.parse_retry_after(value)))
-        except (InvalidHeader, OverflowError, ValueError):
-            return None
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost exception's type (ConnectionRefusedError, NameResolutionError...): informative and URL-free."""
-    seen: set[int] = set()
-    current: BaseException = exc
-    while id(current) not in seen:
-        seen.add(id(current))
-        inner = current.__cause__ or current.__context__
-        if inner is None and current.args and isinstance(current.args[0], BaseException):
-            inner = current.args[0]
-        if inner is None:
-            break
-        current = inner
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-    return type(current).__name__
-
-
-def _printable(text: str) -> str:
-    """Slack's short answer (`ok`, `invalid_payload`, `no_service`), made safe for one log line."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text.strip())
-    return cleaned[:_BODY_MAX]

@@ -1,7 +1,11 @@
-"""`make bench`: every benchmark of the project, one table each, against KAFKA_BOOTSTRAP_SERVERS.
+"""`make bench` (or `python -m bench [publisher|alerter|forecast]`): every benchmark, one table each, then targets.
 
 Each part is a module of this package with a `main(bootstrap: str) -> None`
-that prints its table(s); ratios are measured side by side in one run.
+that prints its table(s) and checks its targets (bench.targets); ratios are
+measured side by side in one run. The cluster: KAFKA_BOOTSTRAP_SERVERS when
+set (your own), else a freshly reset local one of the benchmark's own
+(bench.cluster). Exit code: 0 when every target was met, 1 when one was not,
+2 for a bad argument.
 """
 
 from __future__ import annotations
@@ -10,26 +14,32 @@ import importlib
 import os
 import platform
 import sys
-from pathlib import Path
+from contextlib import nullcontext
 
-REPO = Path(__file__).resolve().parent.parent
-PARTS = ("bench.publisher", "bench.alerter", "bench.forecast", "bench.state")
+from bench import targets
+from bench.cluster import fresh_cluster
+
+# part -> whether it needs a Kafka cluster
+PARTS = {"publisher": True, "alerter": True, "forecast": False, "state": False}
 
 
-def main() -> int:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:  # run again inside the local cluster, started (and stopped) for the run
-        launcher = REPO / "scripts" / "with-local-kafka"
-        os.execv(launcher, [str(launcher), sys.executable, "-m", "bench", *sys.argv[1:]])  # noqa: S606 - fixed
-    only = set(sys.argv[1:])
+def main(argv: list[str]) -> int:
+    unknown = set(argv) - set(PARTS)
+    if unknown:
+        print(f"bench: unknown part {', '.join(sorted(unknown))}: expected any of {', '.join(PARTS)}", file=sys.stderr)
+        return 2
+    chosen = [name for name in PARTS if not argv or name in argv]
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"cluster: {bootstrap}")
-    for name in PARTS:
-        if only and name.rsplit(".", 1)[1] not in only:
-            continue
-        importlib.import_module(name).main(bootstrap)
-    return 0
+    print(f"load average at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    needs_cluster = any(PARTS[name] for name in chosen)
+    with fresh_cluster() if needs_cluster and not configured else nullcontext(configured) as bootstrap:
+        if needs_cluster:
+            print(f"cluster: {bootstrap}" + ("" if configured else " (freshly reset for this run)"))
+        for name in chosen:
+            importlib.import_module(f"bench.{name}").main(bootstrap)
+    return targets.report()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

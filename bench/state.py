@@ -51,10 +51,10 @@ class FrozenState:
     in_flight: tuple[float, ...] = ()
 
 
-def main(bootstrap: str | None = None) -> None:
-    args = _parse(sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "state" else sys.argv[1:])
-    flood(args.devices)
-    early(args.devices // 10)
+def main(bootstrap: str | None = None, devices: int = 1_000_000) -> None:
+    """Both tables (`bootstrap` is not used: no cluster)."""
+    flood(devices)
+    early(devices // 10)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -132,4 +132,4 @@ def early(devices: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(devices=_parse(sys.argv[1:]).devices)

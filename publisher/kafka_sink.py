@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -31,6 +30,7 @@ from publisher.high_temp import HotReading, plural
 from publisher.settings import HIGH_TEMPERATURE, SERVICE, PublisherSettings
 from shared.codec import CONTENT_TYPE_HEADER
 from shared.kafka import producer_config
+from shared.librdkafka_log import librdkafka_logger
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
@@ -86,26 +86,7 @@ def _not_logged(suppressed: int) -> str:
     return f" ({suppressed} more like it not logged in the last {LOG_EVERY:g}s)" if suppressed else ""
 
 
-class _Repeats(logging.Filter):
-    """librdkafka repeats a line for every reconnect attempt; let each kind through once per LOG_EVERY seconds."""
-
-    _NUMBERS = re.compile(r"\d+")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._throttle = Throttle(LOG_EVERY)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        suppressed = self._throttle.allow(self._NUMBERS.sub("#", message))
-        if suppressed is None:
-            return False
-        record.msg, record.args = message + _not_logged(suppressed), ()
-        return True
-
-
-LIBRDKAFKA_LOG = logging.getLogger("publisher.librdkafka")
-LIBRDKAFKA_LOG.addFilter(_Repeats())
+LIBRDKAFKA_LOG = librdkafka_logger("publisher.librdkafka")
 
 
 class KafkaSink:

@@ -75,8 +75,9 @@ class SettingDoc:
 
     name: str
     default: str  # as a user would write it; "" when there is none
-    unit: str  # "°C", "duration", "seconds"...; "" when the value has none
+    unit: str  # what the number measures ("°C", "ms", "duration"); "" when it is no measure
     help: str
+    accepts: str = ""  # what a value may be, as a ConfigError says it ("an integer from 1 to 1,000,000")
 
 
 class Env:
@@ -90,9 +91,13 @@ class Env:
         self._values = values
         self.docs: dict[str, SettingDoc] = {}
 
-    def document(self, name: str, default: object, help: str, unit: str = "") -> None:
+    def document(self, name: str, default: object, help: str, unit: str = "", accepts: str = "") -> None:
         """Record what a setting is (the typed readers below call this; call it for settings read by hand)."""
-        self.docs.setdefault(name, SettingDoc(name, _default_text(default), unit, help))
+        self.docs.setdefault(name, SettingDoc(name, _default_text(default), unit, help, accepts))
+
+    def is_set(self, name: str) -> bool:
+        """Whether the variable is set at all, even to an empty value (which `raw` and the readers treat as unset)."""
+        return self._values.get(name) is not None
 
     def raw(self, name: str) -> str | None:
         value = self._values.get(name)
@@ -128,8 +133,8 @@ class Env:
         help: str = "",
         unit: str = "",
     ) -> int:
-        self.document(name, default, help, unit)
         expected = _range_text("an integer", minimum, maximum)
+        self.document(name, default, help, unit, expected)
         value = self._get(name, default, int, expected)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise ConfigError(f"{name}={value!r}: expected {expected}")
@@ -147,8 +152,8 @@ class Env:
         help: str = "",
         unit: str = "",
     ) -> float:
-        self.document(name, default, help, unit)
         expected = _range_text("a number", minimum, maximum, exclusive_minimum, exclusive_maximum)
+        self.document(name, default, help, unit, expected)
         value = self._get(name, default, float, expected)
         too_low = minimum is not None and (value <= minimum if exclusive_minimum else value < minimum)
         too_high = maximum is not None and (value >= maximum if exclusive_maximum else value > maximum)
@@ -160,10 +165,10 @@ class Env:
         self, name: str, default: float, *, minimum: float = 0.0, maximum: float = MAX_DURATION, help: str = ""
     ) -> float:
         """Seconds, from a Go-style duration such as `5m` or `30s`, within [minimum, maximum]."""
-        self.document(name, format_duration(default), help, "duration")
         expected = (
             f"a duration such as 30s, 5m or 1h, from {format_duration(minimum)} to {format_duration(maximum)}"
         )
+        self.document(name, format_duration(default), help, "duration", expected)
         value = self._get(name, default, parse_duration, expected)
         if not math.isfinite(value) or not minimum <= value <= maximum:
             raise ConfigError(f"{name}={self.raw(name)!r}: expected {expected}")
@@ -171,7 +176,7 @@ class Env:
 
     def boolean(self, name: str, default: bool, *, help: str = "") -> bool:
         """`true`/`false` (also 1/0, yes/no, on/off, any case)."""
-        self.document(name, "true" if default else "false", help, "true|false")
+        self.document(name, "true" if default else "false", help, accepts="true or false")
         raw = self.raw(name)
         if raw is None:
             return default
@@ -183,7 +188,7 @@ class Env:
 
     def bind_host(self, name: str, default: str, *, help: str = "") -> str:
         """An address to listen on: an IPv4 or IPv6 address, or a host name."""
-        self.document(name, default, help, "address")
+        self.document(name, default, help, accepts="an IP address or a host name")
         raw = self.raw(name)
         if raw is None:
             return default
@@ -192,7 +197,7 @@ class Env:
         return raw
 
     def choice(self, name: str, default: str, choices: tuple[str, ...], *, help: str = "") -> str:
-        self.document(name, default, help, "|".join(choices))
+        self.document(name, default, help, accepts=f"one of {', '.join(choices)}")
         raw = self.raw(name)
         if raw is None:
             return default
@@ -202,7 +207,7 @@ class Env:
 
     def broker_list(self, name: str, default: str, *, help: str = "") -> str:
         """A comma-separated list of host:port, normalised (spaces dropped)."""
-        self.document(name, default, help, "host:port,...")
+        self.document(name, default, help, accepts="a comma-separated list of host:port")
         raw = self._values.get(name)
         text = default if raw is None else raw
         brokers = [b.strip() for b in text.split(",") if b.strip()]
@@ -297,18 +302,36 @@ MAX_STARTUP_ATTEMPTS = 10_000
 
 
 def load_common(env: Env, *, default_metrics_port: int) -> CommonSettings:
-    rf = env.integer("TOPIC_REPLICATION_FACTOR", 0, minimum=0, maximum=16)
+    brokers = env.broker_list(
+        "REDPANDA_BROKERS", "localhost:9092", help="the Kafka or Redpanda cluster: comma-separated bootstrap host:port"
+    )
+    rf = env.integer(
+        "TOPIC_REPLICATION_FACTOR", 0, minimum=0, maximum=16,
+        help="replication factor of the topics this service creates; 0 = the cluster's default (Redpanda accepts"
+        " only odd factors)",
+    )
     return CommonSettings(
-        brokers=env.broker_list("REDPANDA_BROKERS", "localhost:9092"),
-        log_level=env.choice("LOG_LEVEL", "info", LOG_LEVELS),
-        log_format=env.choice("LOG_FORMAT", "text", LOG_FORMATS),
+        brokers=brokers,
+        log_level=env.choice("LOG_LEVEL", "info", LOG_LEVELS, help="the least level of the lines logged"),
+        log_format=env.choice(
+            "LOG_FORMAT", "text", LOG_FORMATS, help="text for people; json for one JSON object per line (log shippers)"
+        ),
         metrics_host=env.bind_host(
             "METRICS_HOST",
             DEFAULT_METRICS_HOST,
             help="address /metrics, /healthz and /readyz listen on; 0.0.0.0 (all interfaces) inside containers",
         ),
-        metrics_port=env.integer("METRICS_PORT", default_metrics_port, minimum=0, maximum=65535),
-        startup_attempts=env.integer("STARTUP_ATTEMPTS", 10, minimum=1, maximum=MAX_STARTUP_ATTEMPTS),
-        startup_backoff_max=env.duration("STARTUP_BACKOFF_MAX", 10.0, minimum=0.01, maximum=3600.0),
+        metrics_port=env.integer(
+            "METRICS_PORT", default_metrics_port, minimum=0, maximum=65535,
+            help="port of /metrics, /healthz and /readyz; 0 = any free port (logged)",
+        ),
+        startup_attempts=env.integer(
+            "STARTUP_ATTEMPTS", 10, minimum=1, maximum=MAX_STARTUP_ATTEMPTS,
+            help="attempts to reach the cluster at start-up (one log line each) before exiting 1",
+        ),
+        startup_backoff_max=env.duration(
+            "STARTUP_BACKOFF_MAX", 10.0, minimum=0.01, maximum=3600.0,
+            help="longest wait between two start-up attempts (the wait doubles from 0.5s)",
+        ),
         topic_replication_factor=rf or None,
     )

@@ -79,6 +79,54 @@ def produce(
             return
 
 
+def produce_until_acknowledged(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    headers: Headers,
+    on_done: Callable[[KafkaError | None], None],
+    timestamp: int = 0,
+    on_failure: Callable[[KafkaError], None] = lambda _error: None,
+    adjust: Callable[[KafkaError, bytes | None, Headers], tuple[bytes | None, Headers]] | None = None,
+) -> None:
+    """Produce a copy the caller must not lose: a failed delivery is produced again (after `adjust` may change the
+    value and headers, e.g. shorten a record too large), never dropped. `on_done(None)` runs once the broker
+    acknowledged it; `on_done(error)` only when producing it again is refused outright (then the caller keeps
+    whatever the copy stood for). `on_failure` hears of each failed delivery. A KafkaException from the first
+    produce is the caller's. Delivery reports run inside the producer's poll, on the thread that owns it.
+    """
+
+    def delivered(error: KafkaError | None, _message: Message) -> None:
+        if error is None:
+            on_done(None)
+            return
+        on_failure(error)
+        again_value, again_headers = (value, headers) if adjust is None else adjust(error, value, headers)
+        try:
+            produce_until_acknowledged(
+                producer,
+                topic,
+                again_value,
+                key,
+                headers=again_headers,
+                on_done=on_done,
+                timestamp=timestamp,
+                on_failure=on_failure,
+                adjust=adjust,
+            )
+        except KafkaException as exc:  # raised here it would surface in the middle of a poll
+            log.error(  # noqa: TRY400 - one clear line
+                "a copy to %s cannot be produced again (%s); what it stands for stays uncommitted",
+                topic,
+                error_text(exc),
+            )
+            on_done(error)
+
+    produce(producer, topic, value, key, timestamp=timestamp, headers=headers, on_delivery=delivered)
+
+
 def common_config(brokers: str, client_id: str) -> dict[str, Any]:
     return {
         "bootstrap.servers": brokers,

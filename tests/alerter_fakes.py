@@ -12,7 +12,7 @@ The real adapters (AlertsLog, DeadLetters) and the real domain run on top of the
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -21,8 +21,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from alerter.adapters.alerts_log import AlertsLog
 from alerter.adapters.dead_letters import DeadLetters
 from alerter.adapters.readings import BATCH, Batch, SourceListener, scan
+from alerter.adapters.rekeyed import Rekeyer
 from alerter.domain.notification import Notification, Result, Status
 from alerter.metrics import AlerterMetrics
+from alerter.receiver import Sighting
 from alerter.service import AlerterService, alert_policy
 from alerter.settings import load_settings
 from alerter.watch import ClusterWatch
@@ -57,6 +59,7 @@ class FakeProducer:
         self.fail: KafkaError | None = None  # the next delivery report carries this error
         self.refuse: KafkaError | None = None  # produce() raises KafkaException(refuse) while set
         self.while_polling: Callable[[], None] | None = None  # runs at every poll: things that happen meanwhile
+        self.restores: list[float] = []  # where each read-back of the log started (epoch seconds asked for)
 
     def produce(  # noqa: PLR0917 - confluent_kafka.Producer.produce's own signature
         self,
@@ -119,6 +122,7 @@ class FakeLogConsumer:
     def offsets_for_times(self, partitions: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
         found = []
         for tp in partitions:
+            self._producer.restores.append(tp.offset / 1000)
             records = self._records(tp.topic, tp.partition)
             offset = next((i for i, m in enumerate(records) if m.timestamp()[1] >= tp.offset), -1)
             found.append(TopicPartition(tp.topic, tp.partition, offset))
@@ -170,15 +174,21 @@ class FakeSource:
     on_error: Callable[[KafkaError], None] | None = None
     closed: bool = False
 
-    def add(self, partition: int, value: TemperatureReading | bytes | None, record_time: float | None = None) -> int:
-        """Append a record (a reading, or raw bytes); returns its offset."""
+    def add(
+        self,
+        partition: int,
+        value: TemperatureReading | bytes | None,
+        record_time: float | None = None,
+        key: bytes | None = b"",
+    ) -> int:
+        """Append a record (a reading, keyed by its device unless `key` is given, or raw bytes); returns its offset."""
         records = self.records.setdefault(partition, [])
         if isinstance(value, TemperatureReading):
-            key: bytes | None = value.device_id.encode()
+            key = value.device_id.encode() if key == b"" else key
             stamp = value.timestamp.timestamp() if record_time is None else record_time
             raw: bytes | None = encode(value)
         else:
-            key, stamp, raw = b"raw", record_time or 0.0, value
+            key, stamp, raw = b"raw" if key == b"" else key, record_time or 0.0, value
         offset = len(records)
         stamped = (1, round(stamp * 1000))
         message = Message(topic=self.topic, partition=partition, offset=offset, key=key, value=raw, timestamp=stamped)
@@ -246,10 +256,13 @@ class FakeSource:
 class FakeNotifier:
     """Keeps what it was handed (`handed`); the test answers with `complete`, results go where the service reads."""
 
-    def __init__(self, results: queue.SimpleQueue[Result]) -> None:
+    def __init__(self, results: queue.SimpleQueue[Result], observing: bool = False) -> None:
         self._results = results
+        self.observing = observing
         self.handed: list[Notification] = []
         self.completed: set[int] = set()
+        self.sightings: list[Sighting] = []
+        self.refusing = False
         self.cancelled: set[int] = set()
         self.posting: int | None = None  # what cancel() reports as under way
         self.running = False
@@ -260,6 +273,12 @@ class FakeNotifier:
 
     def submit(self, notification: Notification) -> None:
         self.handed.append(notification)
+
+    def observe(self, sightings: Sequence[Sighting]) -> None:
+        self.sightings += sightings
+
+    def accepting(self) -> bool:
+        return not self.refusing
 
     def cancel(self, ids: Collection[int]) -> int | None:
         self.cancelled.update(ids)
@@ -337,6 +356,7 @@ def rig(**env: str) -> Rig:
         source=source,
         alerts_log=AlertsLog(kafka_producer, lambda: cast(Consumer, FakeLogConsumer(producer)), ALERTS, READINGS, 4),
         dead_letters=DeadLetters(kafka_producer, DLQ),
+        rekeyer=Rekeyer(kafka_producer, READINGS),
         producer=producer,
         notifier=notifier,
         results=results,

@@ -277,11 +277,13 @@ class AlerterProcess:
 
 
 def alerts_by_device(messages: Sequence[Any], *, sentinels: bool = False) -> dict[str, list[dict[str, Any]]]:
-    """Alert attachments the stand-in received (notices, and sentinels unless asked for, left out), grouped by
-    device, in arrival order; each also carries the webhook `path` it was posted to."""
+    """Alert attachments the stand-in received (notices, summaries, and sentinels unless asked for, left out),
+    grouped by device, in arrival order; each also carries the webhook `path` it was posted to."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for received in messages:
         for attachment in received.message.get("attachments", []):
+            if "fields" not in attachment:
+                continue  # a summary of alerts held back by the alert budget
             fields = {f["title"]: f.get("value") for f in attachment["fields"]}
             device = fields["Device ID"]
             if sentinels or not device.startswith(SENTINEL):

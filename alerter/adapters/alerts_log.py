@@ -17,13 +17,16 @@ one and the headers tell them apart; with more, the extra ones stay empty.
 A device moves to another readings partition only when that topic's
 partition count changes: its next alert may then repeat within cooldown.
 
+A record there that cannot be read (anyone may produce to the topic) is
+skipped and handed to the restore's `on_unreadable` once per process, for
+the dead-letter topic; a restore reads on past it.
+
 Both the producer and the restore consumer are used only by the service's
 thread, which owns every Kafka client.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,14 +39,12 @@ from alerter.domain.notification import Kind, Recorded
 from shared.backoff import backoff
 from shared.codec import CONTENT_TYPE_HEADER, DecodeError, decode_alert, encode
 from shared.kafka import Headers, error_text, produce
-from shared.logs import Throttle
 from shared.models import AlertEvent
-
-log = logging.getLogger(__name__)
 
 SOURCE_TOPIC_HEADER: Final = "source-topic"
 SOURCE_PARTITION_HEADER: Final = "source-partition"
 RESOLVES_HEADER: Final = "resolves"
+MAX_REPORTED: Final = 100_000  # unreadable records remembered as reported; beyond, the oldest may be reported again
 
 
 class RecordedAlert(AlertEvent, frozen=True):
@@ -60,6 +61,11 @@ _kind_decoder = msgspec.json.Decoder(_KindOnly)
 _KINDS: Final = {kind.value: kind for kind in Kind}
 
 OnDone = Callable[[KafkaError | None], None]
+OnUnreadable = Callable[[Message, DecodeError], None]
+
+
+def _ignore(_message: Message, _error: DecodeError) -> None:
+    pass
 
 
 class RestoreError(RuntimeError):
@@ -82,7 +88,7 @@ class AlertsLog:
         self._source_topic = source_topic
         self._source_header = source_topic.encode()
         self.partitions = max(1, partitions)
-        self._throttle = Throttle(30.0)
+        self._reported: dict[tuple[int, int], None] = {}  # (alerts partition, offset) of unreadable records seen
 
     def alert_partition(self, source_partition: int) -> int:
         return source_partition % self.partitions
@@ -121,18 +127,21 @@ class AlertsLog:
             on_delivery=delivered,
         )
 
-    def restore(self, source_partition: int, since: float, timeout: float) -> dict[str, tuple[Recorded, ...]]:
+    def restore(
+        self, source_partition: int, since: float, timeout: float, on_unreadable: OnUnreadable = _ignore
+    ) -> dict[str, tuple[Recorded, ...]]:
         """The notifications delivered since `since` for the devices of one readings partition.
 
         Right after a broker failover the first answers can be stale (leader
         moved, epoch fenced): each failure is retried with a fresh client until
-        `timeout`, then RestoreError says why.
+        `timeout`, then RestoreError says why. An unreadable record is skipped;
+        `on_unreadable` hears of it the first time this process meets it.
         """
         deadline = time.monotonic() + timeout
         failures = 0
         while True:
             try:
-                return self._restore_once(source_partition, since, deadline)
+                return self._restore_once(source_partition, since, deadline, on_unreadable)
             except RestoreError:
                 self.close()  # the next try starts with fresh metadata
                 failures += 1
@@ -141,7 +150,9 @@ class AlertsLog:
                     raise
                 time.sleep(delay)
 
-    def _restore_once(self, source_partition: int, since: float, deadline: float) -> dict[str, tuple[Recorded, ...]]:
+    def _restore_once(
+        self, source_partition: int, since: float, deadline: float, on_unreadable: OnUnreadable
+    ) -> dict[str, tuple[Recorded, ...]]:
         alert_partition = self.alert_partition(source_partition)
         wanted_partition = str(source_partition).encode()
         times: dict[str, list[Recorded]] = defaultdict(list)
@@ -168,14 +179,16 @@ class AlertsLog:
                         if message.error() is not None:
                             continue
                         position = max(position, (message.offset() or 0) + 1)
-                        self._collect(message, wanted_partition, times)
+                        self._collect(message, wanted_partition, times, on_unreadable)
             finally:
                 consumer.unassign()
         except KafkaException as exc:
             raise RestoreError(f"cannot read {self.topic} back: {error_text(exc)}") from exc
         return {device: tuple(ts) for device, ts in times.items()}
 
-    def _collect(self, message: Message, wanted_partition: bytes, times: dict[str, list[Recorded]]) -> None:
+    def _collect(
+        self, message: Message, wanted_partition: bytes, times: dict[str, list[Recorded]], on_unreadable: OnUnreadable
+    ) -> None:
         headers = dict(message.headers() or [])
         topic, partition = headers.get(SOURCE_TOPIC_HEADER), headers.get(SOURCE_PARTITION_HEADER)
         if (topic is not None and topic != self._source_header) or (
@@ -185,12 +198,12 @@ class AlertsLog:
         try:
             alert = decode_alert(message.value())
         except DecodeError as error:
-            if self._throttle.allow("bad-alert") is not None:
-                log.warning(
-                    "skipping an unreadable record on the alerts topic: %s",
-                    error.reason,
-                    extra={"topic": self.topic, "partition": message.partition(), "offset": message.offset()},
-                )
+            where = (message.partition() or 0, message.offset() or 0)
+            if where not in self._reported:
+                if len(self._reported) >= MAX_REPORTED:
+                    del self._reported[next(iter(self._reported))]
+                self._reported[where] = None
+                on_unreadable(message, error)
             return
         stamp, millis = message.timestamp()
         at = millis / 1000 if stamp and millis >= 0 else alert.timestamp.timestamp()

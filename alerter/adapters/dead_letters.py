@@ -1,4 +1,4 @@
-"""The dead-letter topic: records the alerter cannot read, and alerts Slack refused for good.
+"""The dead-letter topic: records the alerter cannot read, and alerts a receiver refused for good.
 
 A record lands there byte for byte (key, value, original headers) with headers
 saying why and where it came from, so an operator can inspect, fix and replay
@@ -14,13 +14,15 @@ delivery reports.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from shared.codec import CONTENT_TYPE_HEADER, MAX_RECORD_BYTES, DecodeError, decode_reading
-from shared.kafka import Headers, error_text, kafka_error, produce
+from shared.kafka import Headers, error_text, kafka_error, produce_until_acknowledged
 from shared.logs import Throttle
 
 log = logging.getLogger(__name__)
@@ -35,15 +37,18 @@ TRUNCATED_FROM: Final = "dlq-truncated-from"  # only on a value too large for th
 REASON_CODES: Final = ("empty", "too_large", "malformed_json", "invalid_field")
 _PREFIXES: Final = (("empty", "empty"), ("record too large", "too_large"), ("malformed", "malformed_json"))
 _REASON_MAX = 500
+_ANY_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_REFUSER: Final = re.compile(r"(?:^|; )([a-z]+) rejected the alert")
 _KEEP = MAX_RECORD_BYTES
 
 OnDone = Callable[[KafkaError | None], None]
 
 
 def why_unreadable(value: bytes | None) -> DecodeError:
-    """The codec's own verdict on a record the fast path could not decode (this path is rare)."""
+    """The codec's own verdict on a record the fast path could not decode (this path is rare). A missing
+    timestamp is no reason (the record's own stands in for it), so any time stands in for it here."""
     try:
-        decode_reading(value)
+        decode_reading(value, _ANY_TIME)
     except DecodeError as error:
         return error
     return DecodeError("invalid field: rejected by the alerter")  # decodable here: cannot happen, but be explicit
@@ -54,6 +59,12 @@ def reason_code(error: DecodeError) -> str:
         if error.reason.startswith(prefix):
             return code
     return "invalid_field"
+
+
+def refusal_code(reason: str) -> str:
+    """`slack_rejected`, `alertmanager_rejected`, or `rejected` when several receivers (or an unknown one) refused."""
+    refusers = _REFUSER.findall(reason)
+    return f"{refusers[0]}_rejected" if len(refusers) == 1 else "rejected"
 
 
 class DeadLetters:
@@ -77,47 +88,41 @@ class DeadLetters:
         return code
 
     def alert(self, key: bytes, value: bytes, reason: str, source: tuple[str, int, int], on_done: OnDone) -> None:
-        """Park an alert Slack refused (its AlertEvent JSON), so it is kept rather than lost."""
+        """Park an alert a receiver refused (its AlertEvent JSON), so it is kept rather than lost. `reason` is the
+        notifier's ("slack rejected the alert: HTTP 404 ..."); the code names the receiver that refused it."""
         headers: Headers = [
             CONTENT_TYPE_HEADER,
             (KIND, b"alert"),
             (REASON, reason[:_REASON_MAX].encode()),
-            (REASON_CODE, b"slack_rejected"),
+            (REASON_CODE, refusal_code(reason).encode()),
             *_source(*source),
         ]
         self._produce(key, value, headers, on_done)
 
     def _produce(self, key: bytes | None, value: bytes | None, headers: Headers, on_done: OnDone) -> None:
-        """Produce until the broker acknowledges: a failed copy is produced again, never dropped."""
+        """Produce until the broker acknowledges: a failed copy is produced again (shortened if too large)."""
 
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is None:
-                on_done(None)
-                return
+        def failed(error: KafkaError) -> None:
             if self._throttle.allow(f"dlq-{error.code()}") is not None:
                 log.error("dead-letter copy to %s failed (%s); producing it again", self.topic, error_text(error))
-            try:
-                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    self._produce(key, *_truncated(value, headers), on_done)
-                else:
-                    self._produce(key, value, headers, on_done)
-            except KafkaException as exc:  # raised here it would surface in the middle of a poll
-                log.error(  # noqa: TRY400 - one clear line
-                    "dead-letter copy to %s cannot be produced again (%s); its record stays uncommitted",
-                    self.topic,
-                    error_text(exc),
-                )
-                on_done(error)
+
+        def adjust(error: KafkaError, value: bytes | None, headers: Headers) -> tuple[bytes | None, Headers]:
+            return _truncated(value, headers) if error.code() == KafkaError.MSG_SIZE_TOO_LARGE else (value, headers)
+
+        def send(value: bytes | None, headers: Headers) -> None:
+            produce_until_acknowledged(
+                self._producer, self.topic, value, key, headers=headers, on_done=on_done, on_failure=failed,
+                adjust=adjust,
+            )
 
         try:
-            produce(self._producer, self.topic, value, key, headers=headers, on_delivery=delivered)
+            send(value, headers)
         except KafkaException as exc:
             error = kafka_error(exc)
             too_large = error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
             if not too_large or value is None or len(value) <= _KEEP:
                 raise
-            value, headers = _truncated(value, headers)  # `delivered` sees the truncated copy too
-            produce(self._producer, self.topic, value, key, headers=headers, on_delivery=delivered)
+            send(*_truncated(value, headers))  # delivery reports see the truncated copy too
 
 
 def _truncated(value: bytes | None, headers: Headers) -> tuple[bytes | None, Headers]:

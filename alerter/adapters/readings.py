@@ -4,21 +4,26 @@
 service needs (hot readings, unreadable records, how far each partition
 got). Decoding happens here because it is the per-record cost that bounds
 throughput: one msgspec decode, one length check and one comparison per
-record; everything else is per batch. Rebalance, error and commit callbacks
+record; everything else is per batch. A reading the strict decode refuses is
+read again as Go's encoding/json would (shared.codec.decode_lenient: keys in
+any case, a missing timestamp taken from the record), on that record only. Rebalance, error and commit callbacks
 run inside `poll` (and `close`), on the thread that calls it, and go to what
 `open` was given.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from shared.codec import MAX_RECORD_BYTES
+from alerter.domain.timestamps import record_time
+from shared.codec import MAX_RECORD_BYTES, DecodeError, decode_lenient
 from shared.models import TemperatureReading
 
 BATCH: Final = 2000  # records per consume() call
@@ -64,7 +69,7 @@ class Batch:
 _decode = msgspec.json.Decoder(TemperatureReading).decode
 
 
-def scan(messages: list[Message], hot_above: float) -> Batch:
+def scan(messages: list[Message], hot_above: float, clock: Callable[[], float] = time.time) -> Batch:
     """Decode and sort a batch: the per-record hot path, kept to a decode, a comparison and a dict store."""
     last: dict[int | None, Message] = {}
     hot: list[tuple[Message, TemperatureReading]] = []
@@ -76,6 +81,8 @@ def scan(messages: list[Message], hot_above: float) -> Batch:
         value = message.value()
         try:  # no value (None) raises TypeError; invalid UTF-8 a ValueError; deep nesting a RecursionError
             reading = decode(value) if len(value) <= limit else None  # type: ignore[arg-type]
+        except msgspec.ValidationError:  # JSON with a field problem: perhaps what Go would still read
+            reading = _lenient(message, value, clock)  # type: ignore[arg-type]
         except (TypeError, ValueError, RecursionError):
             reading = None
         if reading is None:
@@ -90,6 +97,16 @@ def scan(messages: list[Message], hot_above: float) -> Batch:
             hot.append((message, reading))
     ends = {partition: message.offset() + 1 for partition, message in last.items()}  # type: ignore[operator]
     return Batch(len(messages) - len(errors), ends, hot, bad, errors)  # type: ignore[arg-type]
+
+
+def _lenient(message: Message, value: bytes, clock: Callable[[], float]) -> TemperatureReading | None:
+    """The slow path: keys in any case, a missing timestamp from the record (its arrival if that is unusable)."""
+    kind, millis = message.timestamp()
+    stamped = datetime.fromtimestamp(record_time(kind, millis, clock()), UTC)
+    try:
+        return decode_lenient(value, stamped)
+    except DecodeError:
+        return None
 
 
 class ReadingsSource:

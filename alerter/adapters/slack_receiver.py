@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from alerter.domain.notification import Notification
-from alerter.receiver import Attempt
-from alerter.slack import WebhookClient, encode_message, message_for
+from alerter.receiver import Attempt, HeldBack
+from alerter.slack import WebhookClient, encode_message, message_for, summary_message
 
 
 class SlackReceiver:
@@ -17,6 +17,10 @@ class SlackReceiver:
 
     def post(self, notification: Notification) -> Attempt:
         return self._client.post(self.render(notification))
+
+    def post_summary(self, held: HeldBack) -> Attempt:
+        """One message for the alerts the alert budget held back (alerter.notifier)."""
+        return self._client.post(encode_message(summary_message(held, self._channel)))
 
     def render(self, notification: Notification) -> bytes:
         """The webhook payload of a notification, by kind (alerter.slack.message_for)."""

@@ -95,7 +95,7 @@ class Recorded:
 
 class Status(Enum):
     DELIVERED = "delivered"  # the receiver accepted it: record it on the alerts topic, start the cooldown
-    REJECTED = "rejected"  # the receiver refused it for good: park it on the dead-letter topic
+    REJECTED = "rejected"  # every receiver refused it for good: park it on the dead-letter topic (cooldown kept)
     FAILED = "failed"  # an unexpected error while handling it: its record stays held, read again after a restart
     ABANDONED = "abandoned"  # given up unsent (shutdown, or its partition moved): its record stays held
 
@@ -104,4 +104,4 @@ class Status(Enum):
 class Result:
     notification: Notification
     status: Status
-    reason: str = ""  # REJECTED: why the receiver refused it, one line (the dead-letter record's reason)
+    reason: str = ""  # REJECTED, or DELIVERED while another receiver refused: why, one line (the parked copy's)

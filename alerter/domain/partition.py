@@ -49,7 +49,6 @@ from shared.models import AlertEvent, TemperatureReading
 
 CAUGHT_UP_FOR: Final = 5.0  # seconds a partition must stay read to its end before backlog alerts go out that way
 EVICT_TO: Final = 0.9  # over the limit, evict down to this share of it (so eviction runs rarely)
-_NOTICES: Final = (Kind.SILENT, Kind.RESOLVED)  # refused ones are not raised again (they would be, every sweep)
 _WINDOWED: Final = (Kind.FORECAST, Kind.RESOLVED)  # drawn from a window of readings, not from one
 
 
@@ -277,7 +276,7 @@ class Partitions:
         state = partition.devices.get(device)
         if state is None:
             state = partition.devices[device] = DeviceState()
-        if result.status is Status.DELIVERED or (result.status is Status.REJECTED and kind in _NOTICES):
+        if result.status in (Status.DELIVERED, Status.REJECTED):  # a refused alert keeps its cooldown too
             self.policy.delivered(state, kind, at)
         else:
             self.policy.abandoned(state, kind, at)

@@ -46,8 +46,9 @@ Rules, in the order they apply:
   folds once). Late readings raise no warning, forecast or resolved notice.
 - **Delivered, not due, starts a cooldown.** A notification handed over is *in
   flight*; it suppresses what its cooldown will cover, but only a delivery
-  turns it into a cooldown. One the receiver refuses is dropped from the
-  state, so the device can alert again at its next reading of that kind.
+  turns it into a cooldown. One refused for good starts one too (the caller
+  treats it as `delivered`): a revoked webhook is asked once per cooldown, not
+  at every reading; one given up (shutdown, a partition that moved) does not.
 - **Memory.** An open alert, or a silence, is remembered for OPEN_MEMORY after
   it was raised: long enough for a resolved notice, short enough to read back
   from the alerts topic when a partition moves (Assignment restores that far).
@@ -461,7 +462,7 @@ class AlertPolicy:
             state.delivered = (*state.delivered, (kind, at))
 
     def abandoned(self, state: DeviceState, kind: Kind, at: float) -> None:
-        """What was raised at `at` will not be delivered (refused, or its partition moved): no cooldown; a silence
+        """What was raised at `at` will not be delivered (given up, or its partition moved): no cooldown; a silence
         may be noticed again."""
         state.in_flight = _without(state.in_flight, (kind, at))
         if kind is _SILENT:

@@ -74,6 +74,7 @@ def start_alerter(
         slack.webhook_url(f"alerter-{number}"),
         TEMPERATURE_THRESHOLD=str(THRESHOLD),
         ALERT_COOLDOWN="30m",
+        ALERT_BUDGET_PER_MINUTE="100000",  # every device's own alert is checked here, not the flood summary
         LOG_FORMAT="json",
         STARTUP_ATTEMPTS="30",
         STARTUP_BACKOFF_MAX="1s",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from alerter.adapters.dead_letters import REASON, REASON_CODE
+from alerter.adapters.dead_letters import REASON, REASON_CODE, SOURCE_TOPIC
 from shared.codec import encode
 from shared.kafka import admin_client, ensure_topic, producer_config
 from tests.alerter_support import (
@@ -62,6 +62,21 @@ HOSTILE: list[tuple[str, bytes | None, bytes | None, str | None]] = [
      b'{"device_id":"gpu-dup","temperature":20.0,"timestamp":"' + STAMP.encode() + b'","temperature":201.0}', None),
     ("invalid UTF-8 in an unknown field name", b"gpu-cool",
      _doc(device_id="gpu-cool", temperature=41.0)[:-1] + b',"\xff\xfe":1}', None),
+    ("no device (in any case)", b"gpu-h10", b'{"Temperature":171.0,"timestamp":"' + STAMP.encode() + b'"}',
+     "invalid_field"),
+    ("no temperature (null is none)", b"gpu-h11", b'{"device_id":"gpu-h11","temperature":null}', "invalid_field"),
+]
+# Readings as Go's encoding/json reads them: keys in another case, no timestamp (the record's is used), no model,
+# host, power or utilisation, and the NVML publisher's extra fields. Each is hot and must alert.
+LENIENT: list[tuple[str, bytes, bytes]] = [
+    ("keys in another case", b"gpu-case",
+     b'{"DEVICE_ID":"gpu-case","Temperature":201.0,"TimeStamp":"' + STAMP.encode() + b'","GPU_Model":"H100"}'),
+    ("nothing but a device and a temperature", b"gpu-bare", b'{"device_id":"gpu-bare","temperature":201.0}'),
+    ("the NVML publisher's extra fields, no power", b"gpu-nvml",
+     json.dumps({"device_id": "gpu-nvml", "temperature": 201.0, "timestamp": STAMP, "gpu_model": "H100",
+                 "host_name": "node-1", "gpu_util": 37, "gpu_uuid": "GPU-a0000000-0000", "gpu_index": 0,
+                 "slowdown_temperature": 87, "shutdown_temperature": 92,
+                 "clock_event_reasons": ["sw_power_cap"]}).encode()),
 ]
 
 
@@ -86,9 +101,10 @@ def test_hostile_records_are_dead_lettered_and_survive_a_restart(
     slack: Any,
     start_alerter: Callable[..., AlerterProcess],
 ) -> None:
-    """Every hostile record decodes or lands on the dead-letter topic with its reason; hostile records on the alerts
-    topic are skipped while cooldowns are restored; the alerter never exits, also when killed with all of them
-    uncommitted and restarted; afterwards every offset is committed."""
+    """Every hostile record decodes or lands on the dead-letter topic with its reason, and readings Go would read
+    alert; hostile records on the alerts topic are skipped while cooldowns are restored and dead-lettered too, once
+    per record and process; the alerter never exits, also when killed with all of them uncommitted and restarted;
+    afterwards every offset is committed."""
     topic = readings_topic(1)
     now = time.time()
     alert_topic, dlq_topic = f"alerts-{unique}", f"dlq-{unique}"  # as alert_env names them
@@ -103,15 +119,18 @@ def test_hostile_records_are_dead_lettered_and_survive_a_restart(
     records: list[tuple[bytes | None, bytes | None]] = [_hot("gpu-first", now)]
     for index, (_, key, value, _) in enumerate(HOSTILE):
         records += [(key, value), _hot(f"gpu-{index}", now + index + 1)]
+    records += [(key, value) for _, key, value in LENIENT]
     records += [_hot("gpu-restored", now + 30), _hot("gpu-sentinel-1", now + 31)]
     _produce_raw(kafka_bootstrap, topic, records)
     expected = {"gpu-first", "gpu-dup", "gpu-sentinel-1", *(f"gpu-{i}" for i in range(len(HOSTILE)))}
+    expected |= {key.decode() for _, key, _ in LENIENT}
     bad = [(name, key, code) for name, key, _, code in HOSTILE if code is not None]
+    copies = len(bad) + len(HOSTILE)  # each unreadable reading, and every hostile record on the alerts topic
 
     first = start_alerter(COMMIT_INTERVAL="1h")  # nothing is committed before the kill
     slack.wait_for(lambda got: "gpu-sentinel-1" in alerts_by_device(got), 90)
     assert first.process.poll() is None, f"the alerter is still running:\n{first.log}"
-    wait_until(lambda: len(read_all(kafka_bootstrap, dlq_topic, len(bad), timeout=5)) >= len(bad), 30, "DLQ copies")
+    wait_until(lambda: len(read_all(kafka_bootstrap, dlq_topic, copies, timeout=5)) >= copies, 30, "DLQ copies")
     assert set(alerts_by_device(slack.received)) == expected, "gpu-restored stays silent: its cooldown was restored"
     assert "skipping an unreadable record on the alerts topic" in first.log
     first.kill()
@@ -124,17 +143,24 @@ def test_hostile_records_are_dead_lettered_and_survive_a_restart(
     assert set(by_device) == expected | {"gpu-sentinel-2"}
     assert all(len(alerts) == 1 for alerts in by_device.values()), "the re-read repeated no alert"
 
-    dead = read_all(kafka_bootstrap, dlq_topic, 2 * len(bad))
+    dead = read_all(kafka_bootstrap, dlq_topic, 2 * copies)
     codes: dict[bytes | None, set[object]] = {}
+    from_alerts: dict[bytes | None, int] = {}
     for message in dead:
         headers = dict(message.headers() or [])
         assert headers[REASON], "each copy says why"
-        codes.setdefault(message.key(), set()).add(headers[REASON_CODE])
+        if headers[SOURCE_TOPIC] == alert_topic.encode():
+            from_alerts[message.key()] = from_alerts.get(message.key(), 0) + 1
+        else:
+            codes.setdefault(message.key(), set()).add(headers[REASON_CODE])
     for name, key, reason in bad:
         assert codes.get(key) == {reason.encode()}, f"{name}: dead-lettered as {reason}"
     for name, key, _, expected_code in HOSTILE:
         if expected_code is None:
             assert key not in codes, f"{name}: a reading that decodes is not dead-lettered"
+    for _, key, _ in LENIENT:
+        assert key not in codes, "a reading Go would read is not dead-lettered"
+    assert from_alerts == {key: 2 for _, key, _, _ in HOSTILE}, "once per alerts-topic record and process"
 
     assert second.stop() == 0
     assert committed(kafka_bootstrap, second.env["CONSUMER_GROUP"], topic, 1) == end_offsets(kafka_bootstrap, topic, 1)

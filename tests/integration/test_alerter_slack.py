@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from alerter.adapters.dead_letters import KIND, REASON
+from alerter.adapters.dead_letters import KIND, REASON, REASON_CODE
 from shared.codec import decode_alert
 from slack_stand_in import SlackStandIn
 from tests.alerter_support import (
@@ -96,32 +96,48 @@ def test_429_retry_after_is_honoured(
     assert alert_count(slack.received) == 1
 
 
-def test_refused_alert_is_parked_and_spends_no_cooldown(
+def test_refused_alerts_keep_their_cooldown_and_repeated_refusals_make_it_unready(
     kafka_bootstrap: str,
     readings_topic: Callable[[int], str],
     slack: SlackStandIn,
     start_alerter: Callable[..., AlerterProcess],
 ) -> None:
-    """A 404 from Slack is logged as a configuration error (status and body, not the URL), the alert is parked
-    on the dead-letter topic, and the device's next hot reading alerts again."""
+    """A 404 from Slack (a revoked webhook) is logged once as a configuration error (status and body, not the URL)
+    and the alert parked on the dead-letter topic; the device's cooldown is kept, so 50 hot readings make one
+    post, not 50. After three refusals in a row /readyz answers 503; the next accepted alert makes it ready again,
+    and a cooldown later the refused device alerts again."""
     topic = readings_topic(1)
-    alerter = start_alerter()
+    alerter = start_alerter(ALERT_COOLDOWN="1m")
     alerter.wait_ready()
-    slack.fail(404, count=1)
+    slack.fail(404, count=3)
     now = time.time()
-    produce(kafka_bootstrap, topic, [reading("gpu-1", 190.0, now)])
-    dead = read_all(kafka_bootstrap, alerter.env["DLQ_TOPIC"], 1)
-    assert len(dead) == 1
+    produce(kafka_bootstrap, topic, [reading("gpu-1", 190.0 + n / 10, now + n) for n in range(50)])
+    produce(kafka_bootstrap, topic, [reading(f"gpu-{d}", 190.0, now + 50) for d in (2, 3)])
+    dead = read_all(kafka_bootstrap, alerter.env["DLQ_TOPIC"], 3)
+    assert len(dead) == 3
     headers = dict(dead[0].headers() or [])
     assert headers[KIND] == b"alert"
     assert headers[REASON] == b"slack rejected the alert: HTTP 404 refused"
+    assert headers[REASON_CODE] == b"slack_rejected"
     assert decode_alert(dead[0].value()).temperature == 190.0
-    produce(kafka_bootstrap, topic, [reading("gpu-1", 195.0, now + 5)])
-    slack.wait_for(lambda got: alert_count(got) >= 1, 30)
-    assert [a["by_title"]["Temperature"] for a in alerts_by_device(slack.received)["gpu-1"]] == ["195.00°C"]
-    assert alerter.metric("gpu_alerter_alerts_failed_total", reason="rejected") == 1
-    assert "Slack refused the alert (HTTP 404 refused): check SLACK_WEBHOOK_URL" in alerter.log
+    wait_until(lambda: alerter.get("/readyz").status_code == 503, 30, "/readyz to report not ready")
+    assert alerter.metric("gpu_alerter_receiver_refusing", receiver="slack") == 1
+
+    produce(kafka_bootstrap, topic, [reading("gpu-4", 195.0, now + 51)])
+    slack.wait_for(lambda got: "gpu-4" in alerts_by_device(got), 30)
+    wait_until(lambda: alerter.get("/readyz").status_code == 200, 30, "/readyz to report ready again")
+    refused = [a for a in slack.answers if a.status == 404]
+    assert len(refused) == 3, "one post per device, not one per hot reading"
+    assert alerter.metric("gpu_alerter_alerts_failed_total", reason="rejected") == 3
+    suppressed = [alerter.metric("gpu_alerter_alerts_suppressed_total", reason=r) for r in ("cooldown", "in_flight")]
+    assert sum(suppressed) == 49
+    assert alerter.log.count("Slack refused the alert (HTTP 404 refused): check SLACK_WEBHOOK_URL") == 1
+    assert "Slack refused 3 alerts in a row: not ready until it accepts one again" in alerter.log
     assert WEBHOOK_PATH not in alerter.log
+
+    produce(kafka_bootstrap, topic, [reading("gpu-1", 197.0, now + 50 + 61)])
+    slack.wait_for(lambda got: "gpu-1" in alerts_by_device(got), 30)
+    assert [a["by_title"]["Temperature"] for a in alerts_by_device(slack.received)["gpu-1"]] == ["197.00°C"]
 
 
 def test_long_outage_pauses_consumption_at_the_bound_and_resumes(

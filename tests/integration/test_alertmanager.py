@@ -16,14 +16,14 @@ from alerter.alertmanager import (
     AlertmanagerClient,
     AlertmanagerMetrics,
     AlertmanagerReceiver,
-    Endpoint,
     GpuAlert,
     Kind,
-    Outcome,
     ResendPolicy,
     check_postable,
     postable,
 )
+from alerter.receiver import Outcome, Retry
+from alerter.settings import Endpoint
 from shared.models import AlertEvent
 from tests.alertmanager_support import (
     AlertmanagerProcess,
@@ -47,8 +47,8 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[AlertmanagerProcess, WebhookS
 
 
 def receiver_for(url: str, interval: float = INTERVAL) -> AlertmanagerReceiver:
-    client = AlertmanagerClient(Endpoint.parse(url), timeout=5.0, backoff_max=0.2, metrics=AlertmanagerMetrics())
-    return AlertmanagerReceiver(client, ResendPolicy(interval))
+    client = AlertmanagerClient(Endpoint.parse(url), timeout=5.0, metrics=AlertmanagerMetrics())
+    return AlertmanagerReceiver(client, ResendPolicy(interval), Retry(initial=0.2, maximum=0.2))
 
 
 def event(device: str = "gpu-0003", temperature: float = 95.5, at: float | None = None) -> AlertEvent:

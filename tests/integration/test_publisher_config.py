@@ -37,7 +37,11 @@ def run_publisher(tmp_path: Path, env: dict[str, str], args: tuple[str, ...] = (
         ({"REDPANDA_BROKERS": " , "}, (), "REDPANDA_BROKERS=' , ': expected a comma-separated list of host:port"),
         ({"SIMULATOR_SEED": "abc"}, (), "SIMULATOR_SEED='abc': expected an integer from 0 to 3402823669"),
         ({"LOG_LEVEL": "loud"}, (), "LOG_LEVEL='loud': expected one of debug, info, warning, error"),
-        ({}, ("--bogus",), "unrecognized arguments: --bogus (usage: gpu-temp-publisher [--ticks N] [--stdout])"),
+        (
+            {},
+            ("--bogus",),
+            "unrecognized arguments: --bogus (usage: gpu-temp-publisher [-h] [--ticks N] [--stdout]; see --help)",
+        ),
         ({}, ("--ticks", "zero"), "argument --ticks: expected an integer >= 1, got 'zero' (usage: gpu-temp-publisher"),
     ],
 )

@@ -33,7 +33,7 @@ def test_unset_they_leave_the_original_alerter() -> None:
     docs = {name: (env.docs[name].default, env.docs[name].unit) for name in NAMES}
     assert docs == {
         "WARNING_THRESHOLD": ("", "°C"),
-        "THRESHOLDS_FROM_GPU": ("false", "true|false"),
+        "THRESHOLDS_FROM_GPU": ("false", ""),
         "GPU_THRESHOLD_MARGIN": ("5", "°C"),
         "FORECAST_HORIZON": ("", "duration"),
         "FORECAST_WINDOW": ("2m", "duration"),

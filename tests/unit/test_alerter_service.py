@@ -7,11 +7,12 @@ from confluent_kafka import KafkaError, KafkaException
 
 from alerter.adapters.alerts_log import SOURCE_PARTITION_HEADER
 from alerter.adapters.dead_letters import KIND, REASON, REASON_CODE
+from alerter.adapters.rekeyed import REKEYED_FROM, REKEYED_KEY
 from alerter.domain.notification import Kind, Status
 from alerter.service import NotifierStopped
-from shared.codec import decode_alert
-from tests.alerter_fakes import ALERTS, DLQ, Rig, rig
-from tests.alerter_support import reading
+from shared.codec import decode_alert, encode
+from tests.alerter_fakes import ALERTS, DLQ, READINGS, Rig, rig
+from tests.alerter_support import make_alert, reading
 
 
 def hot(r: Rig, device: str, temperature: float = 180.0, partition: int = 0, after: float = 0.0) -> int:
@@ -72,13 +73,14 @@ def test_cooldown_covers_later_hot_readings_in_flight_and_delivered(r: Rig) -> N
     assert r.metric("gpu_alerter_alerts_suppressed_total", reason="cooldown") == 1
 
 
-def test_a_refused_alert_is_parked_and_spends_no_cooldown(r: Rig) -> None:
+def test_a_refused_alert_is_parked_and_keeps_its_cooldown(r: Rig) -> None:
     """A REJECTED result puts the alert on the dead-letter topic with its reason; once that copy is acknowledged
-    the record is released, and the device's next hot reading alerts again."""
-    offset = hot(r, "gpu-1")
+    the record is released. The device's cooldown starts as if delivered, so a revoked webhook is not asked again
+    at its next hot readings, only a cooldown later."""
+    hot(r, "gpu-1")
     r.step()
     r.notifier.complete(r.notifier.handed[0], Status.REJECTED, "slack rejected the alert: HTTP 404 refused")
-    hot(r, "gpu-1", after=5)
+    later = hot(r, "gpu-1", after=5)
     r.tick()
     r.tick()
     [parked] = r.producer.records(DLQ)
@@ -89,8 +91,27 @@ def test_a_refused_alert_is_parked_and_spends_no_cooldown(r: Rig) -> None:
         b"slack_rejected",
     )
     assert decode_alert(parked.value()).device_id == "gpu-1"
-    assert len(r.notifier.handed) == 2, "no cooldown from a refused alert"
-    assert r.source.commits[0] == offset + 1, "released up to the second alert, which is still in flight"
+    assert len(r.notifier.handed) == 1, "no second post within the cooldown of a refused alert"
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="cooldown") == 1
+    assert r.source.commits[0] == later + 1
+    assert r.producer.records(ALERTS) == [], "refused, so not recorded as delivered"
+    hot(r, "gpu-1", after=301)
+    r.tick()
+    assert len(r.notifier.handed) == 2, "a cooldown later it is raised again"
+
+
+def test_an_alert_one_receiver_refused_is_delivered_and_parked(r: Rig) -> None:
+    """DELIVERED with a refusal's reason (another receiver refused it): recorded on the alerts topic and parked on
+    the dead-letter topic, the record released once both writes are acknowledged."""
+    offset = hot(r, "gpu-1")
+    r.step()
+    r.notifier.complete(r.notifier.handed[0], Status.DELIVERED, "alertmanager rejected the alert: HTTP 401")
+    r.tick()
+    r.tick()
+    assert len(r.producer.records(ALERTS)) == 1
+    [parked] = r.producer.records(DLQ)
+    assert dict(parked.headers() or [])[REASON_CODE] == b"alertmanager_rejected"
+    assert r.source.commits[0] == offset + 1
 
 
 @pytest.mark.parametrize("status", [Status.FAILED, Status.ABANDONED])
@@ -265,3 +286,95 @@ def test_an_outage_makes_it_unready_until_records_flow_again(r: Rig) -> None:
     cool(r, "gpu-1")
     r.step()
     assert r.service.ready()
+
+
+def test_a_record_timestamp_of_minus_one_does_not_lift_the_clamp(r: Rig) -> None:
+    """Readings stamped an hour apart by the device but with record timestamp -1 are judged around their arrival,
+    so the device clock cannot make one device alert five times in a second."""
+    for hours in range(5):
+        r.source.add(0, reading("gpu-1", 180.0, r.clock() + hours * 3600), record_time=-0.001)
+    r.tick()
+    assert len(r.notifier.handed) == 1
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="in_flight") == 4
+
+
+def test_readings_stepping_back_a_day_each_cost_one_restore_per_minute(r: Rig) -> None:
+    """Hot readings whose timestamps step back a day at a time ask for older cooldowns: one restore of the partition
+    is made, the rest within the minute are judged on what is known; a minute later the next restore reaches at
+    least twice as far back as what was covered."""
+    day = 24 * 3600.0
+    for days in range(1, 11):
+        at = r.clock() - days * day
+        r.source.add(0, reading(f"gpu-{days}", 180.0, at), record_time=at)
+    restores_before = len(r.producer.restores)
+    r.tick()
+    assert len(r.producer.restores) == restores_before + 1
+    assert r.metric("gpu_alerter_restores_total", trigger="older_reading") == 1
+    assert r.metric("gpu_alerter_restores_deferred_total") == 9
+    assert r.metric("gpu_alerter_alerts_suppressed_total", reason="folded") == 10, "each is still judged"
+    for _ in range(4):  # days old, they are a backlog: one alert each, once the partition stayed read to its end
+        r.tick(2)
+    assert len(r.notifier.handed) == 10
+
+    covered = r.clock() - r.producer.restores[-1]
+    r.clock.advance(61)
+    at = r.clock() - 10.5 * day
+    r.source.add(0, reading("gpu-11", 180.0, at), record_time=at)
+    r.tick()
+    assert r.metric("gpu_alerter_restores_total", trigger="older_reading") == 2
+    assert r.clock() - r.producer.restores[-1] >= 2 * covered
+
+
+def test_unreadable_alerts_topic_records_are_dead_lettered_once_and_the_restore_goes_on() -> None:
+    """Records on the alerts topic that cannot be read are copied to the dead-letter topic with their reason and
+    counted, once per process however often restores read them again; the valid alerts around them are restored."""
+    r = rig()
+    junk = [b"{not json", b"", b'{"device_id":"gpu-9"}', b"\xff\xfe"]
+    for value in junk:
+        r.producer.produce(ALERTS, value=value, key=b"gpu-9", partition=0)
+    alert = make_alert(device_id="gpu-1", timestamp=reading("gpu-1", 0, r.clock() - 10).timestamp)
+    r.producer.produce(ALERTS, value=encode(alert), key=b"gpu-1", partition=0, timestamp=round((r.clock() - 10) * 1000))
+    r.producer.poll(0)
+    r.source.assign([0])
+    r.source.revoke([0])
+    r.source.assign([0])
+    r.tick()
+    copies = r.producer.records(DLQ)
+    assert [c.value() for c in copies] == junk
+    assert {dict(c.headers() or [])[REASON_CODE] for c in copies} == {b"malformed_json", b"empty", b"invalid_field"}
+    assert all(dict(c.headers() or [])[b"dlq-source-topic".decode()] == ALERTS.encode() for c in copies)
+    assert r.metric("gpu_alerter_dead_lettered_total", reason="malformed_json") == 2
+    assert r.metric("gpu_alerter_cooldowns_restored_total") == 2  # the valid alert, read back by both restores
+    hot(r, "gpu-1")
+    r.tick()
+    assert r.notifier.handed == [], "its cooldown was restored past the unreadable records"
+
+
+def test_a_hot_reading_keyed_otherwise_is_produced_again_keyed_by_its_device(r: Rig) -> None:
+    """A hot reading whose key is not its device_id is not judged where it landed: it is produced again, byte for
+    byte with its timestamp, keyed by its device_id, and its record is committed once that copy is acknowledged;
+    judged on the device's partition, the device gets one alert per cooldown."""
+    r.source.add(1, reading("gpu-1", 180.0, r.clock()))
+    misplaced = reading("gpu-1", 181.0, r.clock() + 1)
+    stamp = round(misplaced.timestamp.timestamp() * 1000)
+    offset = r.source.add(0, misplaced, key=b"gpu-7")
+    r.source.add(0, reading("gpu-2", 182.0, r.clock() + 2), key=None)
+    r.producer.hold = True
+    r.tick()
+    assert [n.alert.device_id for n in r.notifier.handed] == ["gpu-1"]
+    assert r.source.commits.get(0) in (None, offset), "held until the copies are acknowledged"
+    r.producer.hold = False
+    r.tick()
+    r.tick()
+    assert r.source.commits[0] == offset + 2
+    copies = r.producer.records(READINGS)
+    assert [(c.key(), c.value()) for c in copies] == [(b"gpu-1", encode(misplaced)), (b"gpu-2", copies[1].value())]
+    assert copies[0].timestamp() == (1, stamp)
+    headers = dict(copies[0].headers() or [])
+    assert (headers[REKEYED_FROM], headers[REKEYED_KEY]) == (f"0/{offset}".encode(), b"gpu-7")
+    assert REKEYED_KEY not in dict(copies[1].headers() or [])
+    assert r.metric("gpu_alerter_readings_rekeyed_total") == 2
+
+    r.source.add(1, reading("gpu-1", 181.0, r.clock()), key=copies[0].key())  # the copy, on gpu-1's partition
+    r.tick()
+    assert [n.alert.device_id for n in r.notifier.handed] == ["gpu-1"], "one alert per cooldown for gpu-1"

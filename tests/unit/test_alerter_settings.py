@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from alerter.settings import load_settings
+from alerter.settings import Secret, load_settings
+from alerter.slack import alert_message, notice_message
 from shared.config import ConfigError, Env
+from tests.alerter_support import make_alert
 
 URL = "https://hooks.slack.com/services/T000/B000/SECRETTOKEN"
+
+
+def _revealed(secret: Secret | None) -> str:
+    assert secret is not None
+    return secret.reveal()
 
 
 def test_defaults_are_the_originals() -> None:
@@ -29,6 +36,19 @@ def test_defaults_are_the_originals() -> None:
     assert settings.dlq_topic == "gpu-temperature-dlq"
     assert settings.common.brokers == "localhost:9092"
     assert settings.common.metrics_port == 8702
+
+
+def test_an_empty_slack_channel_names_none() -> None:
+    """SLACK_CHANNEL set but empty (or blank) leaves the channel out of every message, so the webhook's own channel
+    is used, as the original's `omitempty`; unset, it is #alerts."""
+    for empty in ("", "  "):
+        settings = load_settings(Env({"SLACK_WEBHOOK_URL": URL, "SLACK_CHANNEL": empty}))
+        assert settings.slack_channel == ""
+        assert "channel" not in alert_message(make_alert(), settings.slack_channel)
+        assert "channel" not in notice_message("started", settings.slack_channel)
+    assert alert_message(make_alert(), load_settings(Env({"SLACK_WEBHOOK_URL": URL})).slack_channel)["channel"] == (
+        "#alerts"
+    )
 
 
 def test_values_are_read_and_converted() -> None:
@@ -48,7 +68,7 @@ def test_values_are_read_and_converted() -> None:
     assert settings.threshold == 150.5
     assert settings.offset_reset == "earliest"
     assert settings.max_pending_alerts == 10
-    assert settings.webhook_url.reveal() == URL
+    assert _revealed(settings.webhook_url) == URL
     assert "SECRETTOKEN" not in repr(settings)
 
 
@@ -146,8 +166,7 @@ def test_unknown_option_exits_2_with_one_line(tmp_path: Path) -> None:
     result = _alerter(_runnable_env(), tmp_path, "--bogus")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "gpu-temp-alert: configuration error: unrecognized arguments: --bogus "
-        "(usage: gpu-temp-alert [--help]; settings come from the environment)"
+        "gpu-temp-alert: configuration error: unrecognized arguments: --bogus (usage: gpu-temp-alert [-h]; see --help)"
     ]
 
 
@@ -165,7 +184,7 @@ def test_webhook_url_from_a_file(tmp_path: Path) -> None:
     secret = tmp_path / "slack_webhook_url"
     secret.write_text(URL + "\n")
     settings = load_settings(Env({"SLACK_WEBHOOK_URL_FILE": str(secret)}))
-    assert settings.webhook_url.reveal() == URL
+    assert _revealed(settings.webhook_url) == URL
     assert "SECRETTOKEN" not in repr(settings)
 
 
@@ -231,7 +250,7 @@ def test_webhook_url_and_file_both_set_is_an_error(tmp_path: Path) -> None:
 )
 def test_https_or_loopback_http_is_accepted(url: str) -> None:
     """https anywhere, and plain http to a loopback address (a local stand-in), need no extra setting."""
-    assert load_settings(Env({"SLACK_WEBHOOK_URL": url})).webhook_url.reveal() == url
+    assert _revealed(load_settings(Env({"SLACK_WEBHOOK_URL": url})).webhook_url) == url
 
 
 @pytest.mark.parametrize("url", ["http://hooks.slack.com/services/T0/B0/x", "http://slack-stand-in:3001/x",
@@ -242,7 +261,7 @@ def test_plain_http_elsewhere_is_refused_unless_allowed(url: str) -> None:
         load_settings(Env({"SLACK_WEBHOOK_URL": url}))
     assert url not in str(error.value)
     allowed = load_settings(Env({"SLACK_WEBHOOK_URL": url, "SLACK_ALLOW_HTTP": "true"}))
-    assert allowed.webhook_url.reveal() == url
+    assert _revealed(allowed.webhook_url) == url
 
 
 @pytest.mark.parametrize(
@@ -292,3 +311,35 @@ def test_values_that_would_fail_later_are_refused_at_start_up(name: str, value: 
 def test_highest_threshold_a_reading_can_exceed_is_accepted() -> None:
     """Just below the readings' ceiling is still a threshold some reading can cross."""
     assert load_settings(Env({"SLACK_WEBHOOK_URL": URL, "TEMPERATURE_THRESHOLD": "9999.99"})).threshold == 9999.99
+
+
+def test_alertmanager_alone_is_a_receiver_and_one_receiver_is_required() -> None:
+    """With ALERTMANAGER_URL set, SLACK_WEBHOOK_URL may be left out (no Slack receiver); with neither set, one
+    ConfigError line names both ways to configure a receiver."""
+    settings = load_settings(Env({"ALERTMANAGER_URL": "http://127.0.0.1:9093"}))
+    assert settings.webhook_url is None
+    assert settings.alertmanager.endpoint is not None
+    assert settings.alertmanager.endpoint.shown == "http://127.0.0.1:9093/api/v2/alerts"
+    both = load_settings(Env({"ALERTMANAGER_URL": "http://127.0.0.1:9093", "SLACK_WEBHOOK_URL": URL}))
+    assert both.webhook_url is not None
+    assert both.alertmanager.enabled
+    with pytest.raises(ConfigError) as error:
+        load_settings(Env({}))
+    message = str(error.value)
+    assert "SLACK_WEBHOOK_URL is not set" in message
+    assert "ALERTMANAGER_URL" in message
+    assert "\n" not in message
+
+
+def test_alert_budget_is_generous_bounded_and_documented() -> None:
+    """ALERT_BUDGET_PER_MINUTE defaults to 60 (about Slack's pace for one webhook), takes 1 to 100,000, and says
+    what it does in --help."""
+    env = Env({"SLACK_WEBHOOK_URL": URL})
+    assert load_settings(env).alert_budget_per_minute == 60
+    assert env.docs["ALERT_BUDGET_PER_MINUTE"].help
+    assert load_settings(Env({"SLACK_WEBHOOK_URL": URL, "ALERT_BUDGET_PER_MINUTE": "500"})).alert_budget_per_minute == (
+        500
+    )
+    for bad in ("0", "100001", "many"):
+        with pytest.raises(ConfigError, match=r"^ALERT_BUDGET_PER_MINUTE="):
+            load_settings(Env({"SLACK_WEBHOOK_URL": URL, "ALERT_BUDGET_PER_MINUTE": bad}))

@@ -14,18 +14,20 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from alerter.alertmanager import (
-    RETRY_AFTER_MAX,
     AlertmanagerClient,
     AlertmanagerMetrics,
     AlertmanagerReceiver,
-    Attempt,
-    Endpoint,
     GpuAlert,
     Kind,
-    Outcome,
     ResendPolicy,
     postable,
+    rfc3339,
 )
+from alerter.domain.notification import Kind as NotificationKind
+from alerter.domain.notification import Notification
+from alerter.receiver import RETRY_AFTER_MAX, Attempt, Outcome, Retry, Sighting
+from alerter.receiver import deliver as deliver_until_settled
+from alerter.settings import Endpoint
 from shared.models import AlertEvent
 from tests.alertmanager_support import Answer, ScriptedServer, http_answer
 from tests.support import free_ports
@@ -49,15 +51,15 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
+RETRY = Retry(initial=0.01, maximum=0.05, rng=lambda: 1.0)  # waits 0.01, 0.02, 0.04, 0.05...
+
+
 def client_for(url: str, registry: CollectorRegistry, timeout: float = 2.0) -> AlertmanagerClient:
-    return AlertmanagerClient(
-        Endpoint.parse(url),
-        timeout=timeout,
-        backoff_max=0.05,
-        backoff_initial=0.01,
-        rng=lambda: 1.0,
-        metrics=AlertmanagerMetrics(registry),
-    )
+    return AlertmanagerClient(Endpoint.parse(url), timeout=timeout, metrics=AlertmanagerMetrics(registry))
+
+
+def receiver_of(client: AlertmanagerClient, interval: float, clock: Clock | None = None) -> AlertmanagerReceiver:
+    return AlertmanagerReceiver(client, ResendPolicy(interval), RETRY, clock=clock or Clock())
 
 
 @pytest.fixture
@@ -71,9 +73,15 @@ def secret_url(server: ScriptedServer) -> str:
 
 
 def deliver(client: AlertmanagerClient, attempts: int | None = None) -> tuple[Attempt, list[tuple[Attempt, float]]]:
+    """The client's posts, retried as the notifier retries them (alerter.receiver.deliver)."""
     retries: list[tuple[Attempt, float]] = []
-    result = client.deliver(
-        lambda: PAYLOAD, wait=lambda _delay: True, on_retry=lambda a, d: retries.append((a, d)), attempts=attempts
+    result = deliver_until_settled(
+        lambda: client.post(PAYLOAD),
+        RETRY,
+        name="Alertmanager",
+        wait=lambda _delay: True,
+        on_retry=lambda a, d: retries.append((a, d)),
+        attempts=attempts,
     )
     return result, retries
 
@@ -104,7 +112,7 @@ def test_400_is_refused_for_good_after_one_try(registry: CollectorRegistry) -> N
     """A 400 (Alertmanager refusing our payload) is not retried: refused as `invalid`, its short answer kept."""
     with ScriptedServer(http_answer(400, '"start time must be before end time"')) as server:
         attempt, retries = deliver(client_for(server.url(), registry))
-        assert (attempt.outcome, attempt.reason, attempt.status) == (Outcome.REFUSED, "invalid", 400)
+        assert (attempt.outcome, attempt.reason, attempt.status) == (Outcome.REJECTED, "invalid", 400)
         assert attempt.describe() == 'HTTP 400 "start time must be before end time"'
         assert retries == []
         assert len(server.requests) == 1
@@ -116,7 +124,7 @@ def test_other_4xx_and_redirects_are_refused(status: int, registry: CollectorReg
     """A redirect or a 4xx other than 400/408/429 means a wrong URL or credentials: refused, not followed."""
     with ScriptedServer(http_answer(status, "no", {"Location": "http://127.0.0.1:1/"})) as server:
         attempt, _ = deliver(client_for(server.url(), registry))
-        assert (attempt.outcome, attempt.reason, attempt.status) == (Outcome.REFUSED, "refused", status)
+        assert (attempt.outcome, attempt.reason, attempt.status) == (Outcome.REJECTED, "refused", status)
         assert len(server.requests) == 1
 
 
@@ -183,7 +191,7 @@ def test_connection_refused_is_retried_until_told_to_stop(registry: CollectorReg
         waits.append(delay)
         return False
 
-    attempt = client.deliver(lambda: PAYLOAD, wait=wait)
+    attempt = deliver_until_settled(lambda: client.post(PAYLOAD), RETRY, name="Alertmanager", wait=wait)
     assert (attempt.outcome, attempt.reason, attempt.error) == (Outcome.RETRY, "connection", "ConnectionRefusedError")
     assert waits == [0.01]
 
@@ -191,8 +199,8 @@ def test_connection_refused_is_retried_until_told_to_stop(registry: CollectorReg
 def test_an_invalid_payload_is_refused_without_a_request(server: ScriptedServer, registry: CollectorRegistry) -> None:
     """A payload Alertmanager would refuse never leaves: refused as `invalid`, with what is wrong."""
     payload = [{"labels": {"bad-name": "x"}}]
-    attempt = client_for(server.url(), registry).deliver(lambda: payload, wait=lambda _d: True)
-    assert (attempt.outcome, attempt.reason) == (Outcome.REFUSED, "invalid")
+    attempt = client_for(server.url(), registry).post(payload)
+    assert (attempt.outcome, attempt.reason) == (Outcome.REJECTED, "invalid")
     assert "bad-name" in attempt.error
     assert server.requests == []
 
@@ -209,7 +217,7 @@ def test_no_credential_in_logs_attempts_or_metrics(caplog: pytest.LogCaptureFixt
     with ScriptedServer(*answers, http_answer(401, echo), http_answer(503, echo), http_answer(404, echo)) as server:
         url = secret_url(server)
         client = client_for(url, registry, timeout=0.3)
-        receiver = AlertmanagerReceiver(client, ResendPolicy(1.0), clock=Clock())
+        receiver = receiver_of(client, 1.0)
         outputs: list[object] = [client, client.endpoint]
         outputs.append(receiver.deliver(ALERT, wait=lambda _d: True))  # 500, hang, garbage, close, 400
         outputs.append(receiver.deliver(ALERT, wait=lambda _d: True))  # 401
@@ -246,7 +254,7 @@ def test_receiver_first_post_is_fresh_at_each_attempt(registry: CollectorRegistr
     """A first post retried after time passed carries endsAt = that attempt's time + V, so it fires on arrival."""
     clock = Clock()
     with ScriptedServer(http_answer(500)) as server:
-        receiver = AlertmanagerReceiver(client_for(server.url(), registry), ResendPolicy(10.0), clock=clock)
+        receiver = receiver_of(client_for(server.url(), registry), 10.0, clock)
 
         def wait(delay: float) -> bool:
             clock.now += 600
@@ -263,7 +271,7 @@ def test_receiver_keeps_a_seen_alert_alive_and_backs_off_when_down(registry: Col
     again only after the backoff, then goes through."""
     clock = Clock()
     with ScriptedServer(http_answer(200), http_answer(502)) as server:
-        receiver = AlertmanagerReceiver(client_for(server.url(), registry), ResendPolicy(10.0), clock=clock)
+        receiver = receiver_of(client_for(server.url(), registry), 10.0, clock)
         receiver.deliver(ALERT, wait=lambda _d: True)
         assert receiver.next_resend_in() is None
         clock.now += 3
@@ -294,7 +302,7 @@ def test_receiver_resolution_posts_endsat_for_the_devices_alerts(
 ) -> None:
     """A resolved notice posts the critical, warning and forecast alerts of the device with endsAt = now, once."""
     clock = Clock()
-    receiver = AlertmanagerReceiver(client_for(server.url(), registry), ResendPolicy(10.0), clock=clock)
+    receiver = receiver_of(client_for(server.url(), registry), 10.0, clock)
     receiver.deliver(ALERT, wait=lambda _d: True)
     clock.now += 5
     attempt = receiver.resolve(resolved_event(), at=T0 + 60, wait=lambda _d: True)
@@ -318,7 +326,7 @@ def test_receiver_logs_a_refusal_once_a_minute_and_counts_each(caplog: pytest.Lo
     """Alertmanager refusing (400) is one error line naming the cause; repeats within a minute are only counted."""
     registry = CollectorRegistry()
     with ScriptedServer(http_answer(400, '"invalid label set"'), http_answer(400, '"invalid label set"')) as server:
-        receiver = AlertmanagerReceiver(client_for(server.url(), registry), ResendPolicy(10.0))
+        receiver = receiver_of(client_for(server.url(), registry), 10.0)
         with caplog.at_level(logging.ERROR, logger="alerter.alertmanager"):
             receiver.deliver(ALERT, wait=lambda _d: True)
             receiver.deliver(ALERT, wait=lambda _d: True)
@@ -347,3 +355,31 @@ def test_a_secret_cut_by_the_excerpt_is_still_starred(registry: CollectorRegistr
         attempt = client_for(url.replace(str(probe.port), str(server.port)), registry).post(PAYLOAD)
     assert attempt.body == "x" * 190 + "***"
     assert TOKEN[:5] not in attempt.describe()
+
+
+def test_as_a_receiver_one_post_is_one_attempt_at_a_critical_alert_from_the_event_time(
+    server: ScriptedServer, registry: CollectorRegistry
+) -> None:
+    """`post(notification)` is one POST of the alert as GpuTemperatureCritical starting at the policy's event time
+    (a 500 is returned for the notifier to retry, not retried here); a sighting of the device keeps it alive."""
+    clock = Clock()
+    receiver = receiver_of(client_for(server.url(), registry), 10.0, clock)
+    event = resolved_event()
+    notification = Notification(7, NotificationKind.ALERT, event, 0, 12, T0 - 30)
+    server.script = [http_answer(500, "boom")]
+    assert receiver.post(notification).outcome is Outcome.RETRY
+    assert receiver.post(notification).outcome is Outcome.ACCEPTED
+    first, second = received(server)
+    assert first == second
+    [alert] = second
+    assert alert["labels"] == {
+        "alertname": "GpuTemperatureCritical",
+        "severity": "critical",
+        "device_id": "gpu-0003",
+        "host_name": "node-07",
+        "gpu_model": "A100",
+    }
+    assert alert["startsAt"] == rfc3339(T0 - 30)
+    clock.now += 3
+    receiver.sighted(Sighting(event, T0 - 25))
+    assert receiver.next_resend_in() == 7

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from alerter.alertmanager import AlertmanagerSettings, Endpoint, build_receiver, load_alertmanager_settings
+from alerter.alertmanager import build_receiver
+from alerter.settings import AlertmanagerSettings, Endpoint, load_alertmanager_settings
 from shared.config import ConfigError, Env
 
 SECRET_URL = "https://alice:s3cr3t-pass@am.example:9443/prefix/?token=t0k3n-value&team=gpu"  # noqa: S105 - a fake

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.codec import MAX_RECORD_BYTES, DecodeError, decode_alert, decode_reading, encode
+from shared.codec import MAX_RECORD_BYTES, DecodeError, decode_alert, decode_lenient, decode_reading, encode
 from shared.models import AlertEvent, TemperatureReading
 
 GOOD = {
@@ -164,3 +165,110 @@ def test_fuzz_mutated_readings(fields: dict[str, object], position: int, splice:
     document = json.dumps({**GOOD, **fields}, allow_nan=True).encode()
     _decodes_or_decode_error(document)
     _decodes_or_decode_error(document[:position] + splice + document[position:])
+
+
+# -- read what Go's encoding/json read: keys in any case, missing fields at zero values -----------------------------
+
+RECORD_TIME = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"Device_ID": "gpu-1", "TEMPERATURE": 201.5, "Timestamp": GOOD["timestamp"]}, ("gpu-1", 201.5)),
+        ({"DEVICE_ID": "gpu-1", "temperature": 201.5}, ("gpu-1", 201.5)),
+        ({"device_id": "gpu-1", "Temperature": 20.0, "temperature": 201.5}, ("gpu-1", 201.5)),  # the last one wins
+        ({"device_id": "gpu-1", "temperature": 201.5, "Temperature": None}, ("gpu-1", 201.5)),  # null: no effect
+        ({"device_id": "gpu-1", "temperature": 201.5, "ho\u017ft_name": "h"}, ("gpu-1", 201.5)),  # ſ folds to s
+    ],
+)
+def test_keys_in_another_case_are_read_as_go_reads_them(
+    document: dict[str, object], expected: tuple[str, float]
+) -> None:
+    """Keys match whatever their case (with Go's folding), the last spelling winning and null changing nothing."""
+    reading = decode_reading(json.dumps(document).encode(), RECORD_TIME)
+    assert (reading.device_id, reading.temperature) == expected
+
+
+def test_a_missing_timestamp_is_the_records() -> None:
+    """A reading without a timestamp is judged at the time the caller gives (the record's timestamp)."""
+    doc = {k: v for k, v in GOOD.items() if k != "timestamp"}
+    assert decode_reading(json.dumps(doc).encode(), RECORD_TIME).timestamp == RECORD_TIME
+    with pytest.raises(DecodeError, match="timestamp"):
+        decode_reading(json.dumps(doc).encode())
+
+
+def test_missing_or_null_details_are_zero_values() -> None:
+    """Without (or with null) model, host, power and utilisation a reading still decodes, with Go's zero values."""
+    reading = decode_reading(
+        b'{"device_id":"gpu-1","temperature":201.0,"gpu_model":null,"host_name":null,"power_consume":null}',
+        RECORD_TIME,
+    )
+    assert (reading.gpu_model, reading.host_name, reading.power_consume, reading.gpu_util) == ("", "", 0.0, 0.0)
+
+
+def test_a_reading_with_the_nvml_publishers_extra_fields_decodes() -> None:
+    """Extra fields (gpu_uuid, gpu_index, slowdown/shutdown temperatures, clock event reasons) and an omitted power
+    reading, as the NVML publisher writes them, decode on the strict path."""
+    doc = {k: v for k, v in GOOD.items() if k != "power_consume"}
+    doc |= {
+        "gpu_uuid": "GPU-a0000000-0000",
+        "gpu_index": 0,
+        "slowdown_temperature": 87,
+        "shutdown_temperature": 92,
+        "clock_event_reasons": ["sw_power_cap", "sw_thermal_slowdown"],
+        "memory_temperature": None,
+    }
+    reading = decode_reading(json.dumps(doc).encode())
+    assert (reading.device_id, reading.temperature, reading.power_consume) == ("gpu-0001", 85.5, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"temperature":201.0}', "device_id"),
+        (b'{"Device_Id":"gpu-1","TEMP":201.0}', "temperature"),
+        (b'{"device_id":"gpu-1","temperature":null}', "temperature"),
+        (b'{"DEVICE_ID":7,"temperature":201.0}', "device_id"),
+        (b'{"device_id":"gpu-1","Temperature":"201"}', "temperature"),
+        (b'{"device_id":"gpu-1","temperature":201.0,"TIMESTAMP":"yesterday"}', "timestamp"),
+        (b'{"device_\xc4\xb0d":"gpu-1","temperature":201.0}', "device_id"),  # İ does not fold to i in Go either
+    ],
+)
+def test_what_cannot_be_judged_is_still_refused(raw: bytes, reason: str) -> None:
+    """No device, no temperature, or a value of the wrong type (in any key case) is a DecodeError naming the field."""
+    with pytest.raises(DecodeError, match="invalid field") as info:
+        decode_reading(raw, RECORD_TIME)
+    assert reason in info.value.reason
+
+
+_key_cases = st.sampled_from([str.lower, str.upper, str.title, lambda k: k.replace("s", "\u017f")])
+
+
+@given(
+    st.dictionaries(st.sampled_from([*GOOD, "x", "Temperature", "DEVICE_ID"]), _json_values, max_size=9),
+    st.lists(_key_cases, min_size=7, max_size=7),
+    st.booleans(),
+)
+def test_fuzz_the_lenient_path(fields: dict[str, object], cases: list[Callable[[str], str]], with_time: bool) -> None:
+    """Readings with keys in any case and arbitrary values decode or raise DecodeError; one that decodes, each
+    field spelt once, carries the values of those keys."""
+    document = {case(key): value for case, (key, value) in zip(cases, {**GOOD, **fields}.items(), strict=False)}
+    raw = json.dumps(document, allow_nan=True).encode()
+    try:
+        reading = decode_reading(raw, RECORD_TIME if with_time else None)
+    except DecodeError:
+        return
+    assert math.isfinite(reading.temperature)
+    folded = [key.lower().replace("\u017f", "s") for key in document]
+    if len(set(folded)) == len(folded):
+        values = dict(zip(folded, document.values(), strict=True))
+        assert reading.device_id == values["device_id"]
+        assert reading.temperature == values["temperature"]
+
+
+@given(st.binary(max_size=400))
+def test_fuzz_the_lenient_path_with_raw_bytes(value: bytes) -> None:
+    """Arbitrary bytes handed straight to the lenient decoder decode or raise DecodeError."""
+    with contextlib.suppress(DecodeError):
+        decode_lenient(value, RECORD_TIME)

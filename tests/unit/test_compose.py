@@ -265,6 +265,12 @@ def test_slack_webhook_comes_from_env_file(tmp_path: Path) -> None:
     assert "SLACK_WEBHOOK_URL_FILE" not in alerter["environment"]
 
 
+def test_an_empty_slack_channel_reaches_the_alerter_empty(tmp_path: Path) -> None:
+    """`SLACK_CHANNEL=` in .env passes an empty channel (the webhook's own is used), not the default #alerts."""
+    env = compose_config(env_file=env_file(tmp_path / ".env", SLACK_CHANNEL=""))
+    assert env["services"]["gpu-temp-alert"]["environment"]["SLACK_CHANNEL"] == ""
+
+
 def test_slack_webhook_file_becomes_a_compose_secret(tmp_path: Path) -> None:
     """SLACK_WEBHOOK_URL_FILE in .env mounts that file as a secret; the URL itself is in no environment or output."""
     webhook = tmp_path / "slack-webhook-url"
@@ -317,6 +323,7 @@ def test_services_accept_the_compose_environment(config: dict[str, Any]) -> None
     assert publisher.num_devices == 5
     alerter = load_alerter_settings(Env(config["services"]["gpu-temp-alert"]["environment"]))
     assert alerter.threshold == 150.0
+    assert alerter.webhook_url is not None
     assert (alerter.early.warning_threshold, alerter.early.forecast_horizon, alerter.early.silence_after) == (
         145.0,
         300.0,
@@ -324,6 +331,7 @@ def test_services_accept_the_compose_environment(config: dict[str, Any]) -> None
     )
     assert publisher.source.fans.devices == ("gpu-0000",)
     assert alerter.webhook_url.reveal() == STAND_IN_URL
+    assert not alerter.alertmanager.enabled, "ALERTMANAGER_URL is empty unless .env sets it"
     assert alerter.common.topic_replication_factor == 1
     assert alerter.common.metrics_port == ALERTER_PORT
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alerter.receiver import HeldBack
 from alerter.slack import (
     SHUTDOWN_TEXT,
     STARTUP_TEXT,
@@ -18,6 +19,7 @@ from alerter.slack import (
     escape,
     notice_message,
     rfc1123,
+    summary_message,
 )
 from shared.text import UNSAFE_CATEGORIES, is_unsafe
 from tests.alerter_support import MOMENT, make_alert
@@ -160,3 +162,25 @@ def test_encoded_message_is_json_slack_can_read() -> None:
     """The bytes posted are UTF-8 JSON that decodes back to the same message."""
     message = alert_message(make_alert(), "#alerts")
     assert msgspec.json.decode(encode_message(message)) == message
+
+
+def test_a_summary_names_the_first_devices_counts_the_rest_and_escapes_them() -> None:
+    """The summary of held-back alerts says how many, for how many devices, the first 20 ids (escaped) and the
+    count of the others, and the hottest reading; with an empty channel none is named."""
+    alerts = [make_alert(device_id=f"gpu-{n}", temperature=160.0 + n) for n in range(25)]
+    alerts.append(make_alert(device_id="<!channel>", temperature=150.5))
+    held = HeldBack(tuple(alerts), MOMENT.timestamp(), 60)
+    message = summary_message(held, "#alerts")
+    [attachment] = message["attachments"]
+    text = attachment["text"]
+    assert text.startswith("*26 more GPU temperature alerts* since Mon, 02 Jan 2006 15:04:05 UTC, held back because")
+    assert "more than 60 alerts a minute" in text
+    assert "for 26 devices: gpu-0, gpu-1," in text
+    assert "gpu-19 and 6 more." in text
+    assert "gpu-20" not in text
+    assert "Hottest: gpu-24 at 184.00°C (threshold 150.00°C)." in text
+    assert message["channel"] == "#alerts"
+    assert "channel" not in summary_message(HeldBack((alerts[-1],), MOMENT.timestamp(), 60), "")
+    assert "&lt;!channel&gt;" in summary_message(HeldBack((alerts[-1],), MOMENT.timestamp(), 60), "")[
+        "attachments"
+    ][0]["text"]
