@@ -70,6 +70,11 @@ def first_forecast(
     return None
 
 
+def examples(count: int) -> settings:
+    """`count` examples under the default and ci profiles, proportionally more under hunt (tests/conftest.py)."""
+    return settings(max_examples=max(1, count * settings().max_examples // 100), deadline=None)
+
+
 seeds = st.integers(0, 2**32 - 1)
 intervals = st.floats(0.1, 10.0)  # seconds between readings
 noises = st.floats(0.0, 1.0)  # ± °C
@@ -80,7 +85,7 @@ jitters = st.floats(0.0, 0.95)  # each reading late by up to this share of an in
 # -- never: spikes and load changes that settle below the threshold --------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@examples(150)
 @given(
     level=st.floats(20.0, THRESHOLD - 0.5),
     noise=noises,
@@ -101,7 +106,7 @@ def test_one_spike_of_any_size_anywhere_never_forecasts(
     assert raised(TrendModel(WINDOW).new_state(), times, temperatures, horizon) == []
 
 
-@settings(max_examples=150, deadline=None)
+@examples(150)
 @given(
     tau=st.floats(3.0, 120.0),
     before=st.floats(20.0, 60.0),
@@ -137,7 +142,7 @@ def test_load_change_settling_below_the_threshold_never_forecasts(
     assert raised(TrendModel(WINDOW).new_state(), times, noisy(clean, noise, spikes, rng), horizon) == []
 
 
-@settings(max_examples=50, deadline=None)
+@examples(50)
 @given(
     tau=st.floats(3.0, 120.0),
     below=st.floats(0.05, 30.0),
@@ -161,7 +166,7 @@ def test_one_spike_on_a_settling_load_change_never_forecasts(
     assert raised(TrendModel(WINDOW).new_state(), times, temperatures, horizon) == []
 
 
-@settings(max_examples=5, deadline=None)
+@examples(5)
 @given(seed=seeds, window=st.sampled_from([WINDOW, LONG_WINDOW]))
 def test_simulated_fleet_gets_no_forecast(seed: int, window: float) -> None:
     """Twenty minutes of 40 simulated GPUs (5 % spikes), against a threshold just above their hottest normal
@@ -203,7 +208,7 @@ def check_ramp(*, window: float, rate: float, noise: float, interval: float, spi
     assert forecast.rate == pytest.approx(rate, rel=0.5)
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(
     rate=st.floats(3.0, 10.0),
     noise=noises,
@@ -220,7 +225,7 @@ def test_steady_ramp_forecasts_early_with_a_long_enough_window(
     check_ramp(window=LONG_WINDOW, rate=rate, noise=noise, interval=interval, spikes=spikes, horizon=horizon, seed=seed)
 
 
-@settings(max_examples=40, deadline=None)
+@examples(40)
 @given(
     rate=st.floats(12.0, 40.0),
     noise=noises,
@@ -326,7 +331,7 @@ def test_late_duplicate_and_invalid_readings_are_dropped() -> None:
     assert state.add(START + 1.0 - WINDOW - 1.0, 50.0) is Update.RESET
 
 
-@settings(max_examples=40, deadline=None)
+@examples(40)
 @given(
     rate=st.floats(10.0, 20.0),
     burst=st.integers(1, 300),
@@ -352,7 +357,7 @@ def test_answer_depends_on_event_time_only(rate: float, burst: int, resend: floa
         assert bursty.forecast(THRESHOLD, 600.0, at) == expected[at]
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(
     count=st.integers(0, 20_000),
     interval=st.floats(0.001, 30.0),
