@@ -236,6 +236,7 @@ class TrendState:
         "_decision",
         "_last_at",
         "_model",
+        "_recent",
         "_recent_times",
         "_recent_values",
         "_ring_levels",
@@ -251,8 +252,10 @@ class TrendState:
         # The closed buckets: bucket b in slot b % BUCKETS, its time NaN where it had no sample or left the window.
         self._ring_times = array("d", [math.nan] * BUCKETS)
         self._ring_levels = array("d", [math.nan] * BUCKETS)
-        self._recent_times = array("d")  # the latest readings, spikes included: at most _SPIKE_WINDOW
-        self._recent_values = array("d")
+        # The latest _SPIKE_WINDOW readings, spikes included: reading number n (from 0 since the reset) in slot
+        # n % _SPIKE_WINDOW; self._recent is n + 1 for the latest.
+        self._recent_times = array("d", [0.0] * _SPIKE_WINDOW)
+        self._recent_values = array("d", [0.0] * _SPIKE_WINDOW)
         self._times = array("d")  # the open bucket's samples: at most SAMPLES
         self._values = array("d")
         self._version = 0
@@ -263,8 +266,9 @@ class TrendState:
         self._ring_times[:] = array("d", [math.nan] * BUCKETS)
         self._last_at = -math.inf  # the latest reading's time
         self._bucket = self._slot = -math.inf  # ids of the open bucket and of the latest sample's slot
-        for values in (self._recent_times, self._recent_values, self._times, self._values):
-            del values[:]
+        self._recent = 0
+        del self._times[:]
+        del self._values[:]
         self._version += 1
 
     def add(self, at: float, temperature: float) -> Update:
@@ -282,19 +286,18 @@ class TrendState:
             self._reset()
             result = _RESET
         self._last_at = at
-        times, values = self._recent_times, self._recent_values
-        times.append(at)
-        values.append(temperature)
-        if len(values) > _SPIKE_WINDOW:
-            del times[0]
-            del values[0]
+        times, values, count = self._recent_times, self._recent_values, self._recent
+        slot = count % _SPIKE_WINDOW
+        times[slot], values[slot] = at, temperature
+        self._recent = count = count + 1
         # The reading SPIKE_RUN back is now the middle of its neighbourhood: a spike if it stands more than
         # SPIKE_MARGIN from their median. A median is not moved by up to SPIKE_RUN spikes, and never moves a
         # monotone run (the median of a rising run is its middle reading), so a real rise, however steep, stays.
-        middle = len(values) - 1 - SPIKE_RUN
-        if middle >= 0:
+        if count > SPIKE_RUN:
+            middle = (slot - SPIKE_RUN) % _SPIKE_WINDOW
             value = values[middle]
-            if abs(value - sorted(values)[(len(values) - 1) // 2]) <= SPIKE_MARGIN:
+            around = sorted(values if count >= _SPIKE_WINDOW else values[:count])
+            if abs(value - around[(len(around) - 1) // 2]) <= SPIKE_MARGIN:
                 self._sample(times[middle], value)
         return result
 
@@ -351,8 +354,10 @@ class TrendState:
         and whenever the curve does not describe the latest readings (it stands
         above them, or has crossed already).
         """
-        values = self._recent_values
-        if not (values and values[-1] < threshold and 0 < horizon < _INF and _isfinite(at)):
+        count = self._recent
+        if not (count and self._recent_values[(count - 1) % _SPIKE_WINDOW] < threshold):
+            return None
+        if not (0 < horizon < _INF and _isfinite(at)):
             return None
         decision = self._decision
         if (
@@ -379,7 +384,8 @@ class TrendState:
 
     def _describes_latest(self, curve: _Curve) -> bool:
         """Whether the curve stands no more than SPIKE_MARGIN above the latest readings (their median residual)."""
-        recent = zip(self._recent_times, self._recent_values, strict=True)
+        count = min(self._recent, _SPIKE_WINDOW)
+        recent = zip(self._recent_times[:count], self._recent_values[:count], strict=True)
         residuals = sorted(value - curve.at(at) for at, value in recent)
         return residuals[(len(residuals) - 1) // 2] >= -SPIKE_MARGIN
 
@@ -408,6 +414,7 @@ class TrendState:
     def __sizeof__(self) -> int:
         """Bytes this state holds, its own containers and numbers included (the shared model is not)."""
         size = object.__sizeof__(self) + sys.getsizeof(self._bucket) + sys.getsizeof(self._slot)
+        size += sys.getsizeof(self._recent)
         for values in (self._recent_times, self._recent_values, self._times, self._values):
             size += sys.getsizeof(values)
         size += sys.getsizeof(self._ring_times) + sys.getsizeof(self._ring_levels) + sys.getsizeof(self._last_at)
@@ -420,11 +427,17 @@ class TrendState:
 
 def _level(times: array[float], values: array[float]) -> tuple[float, float]:
     """(time, level) of a bucket: the mean of the samples within SPIKE_MARGIN of their median, at their mean time."""
-    middle = _median(values)
-    kept = [(at, value) for at, value in zip(times, values, strict=True) if abs(value - middle) <= SPIKE_MARGIN]
+    count = len(values)
+    ordered = sorted(values)
+    half = count // 2
+    middle = ordered[half] if count % 2 else (ordered[half - 1] + ordered[half]) / 2
+    low, high = middle - SPIKE_MARGIN, middle + SPIKE_MARGIN
+    if low <= ordered[0] and ordered[-1] <= high:  # the usual case: all of them
+        return sum(times) / count, sum(values) / count
+    kept = [index for index, value in enumerate(values) if low <= value <= high]
     if not kept:
         return _median(times), middle
-    return sum(at for at, _ in kept) / len(kept), sum(value for _, value in kept) / len(kept)
+    return sum(times[index] for index in kept) / len(kept), sum(values[index] for index in kept) / len(kept)
 
 
 def _median(values: array[float] | Floats) -> float:
@@ -574,12 +587,44 @@ def _inliers(levels: Floats) -> Floats | None:
     return weights
 
 
+def _could_reject(levels: Floats, threshold: float) -> bool:
+    """Whether the test could reject the null on these levels, bounded without fitting (cheap, for quiet windows).
+
+    Every candidate curve is monotone, so none fits better than the best monotone sequence (pool adjacent
+    violators); a constant at or below the threshold is in the null, so the null fits no worse than that.
+    """
+    values: list[float] = levels.tolist()
+    monotone = min(_monotone_sse(values), _monotone_sse([-value for value in values]))
+    level = min(sum(values) / len(values), threshold)
+    constant = sum((value - level) ** 2 for value in values)
+    df = len(values) - 4
+    return constant - monotone >= _critical(df) * max(monotone / df, NOISE_FLOOR**2)
+
+
+def _monotone_sse(values: list[float]) -> float:
+    """Residual sum of squares of the least-squares non-decreasing fit to `values`."""
+    means: list[float] = []
+    counts: list[int] = []
+    for value in values:
+        mean, count = value, 1
+        while means and means[-1] > mean:
+            pooled = counts.pop()
+            mean = (means.pop() * pooled + mean * count) / (pooled + count)
+            count += pooled
+        means.append(mean)
+        counts.append(count)
+    fitted = (mean for mean, count in zip(means, counts, strict=True) for _ in range(count))
+    return sum((value - mean) ** 2 for value, mean in zip(values, fitted, strict=True))
+
+
 def _decide(times: Floats, levels: Floats, threshold: float, end: float, settle_time: float) -> _Curve | None:
     """The best curve if the window proves it reaches `threshold` by `end` and no load change settling below it fits."""
     weights = _inliers(levels)
     if weights is None:
         return None
     mean = float(levels @ weights) / float(weights.sum())
+    if not _could_reject(levels[weights > 0] - mean, threshold - mean):
+        return None
     window = _Window(times - times[0], levels - mean, weights)
     dt = window.dt
     grid = [*sorted({float(dt[-1]) * TAU_RATIO**k for k in TAU_STEPS} | {settle_time}), math.inf]
