@@ -24,17 +24,17 @@ run of up to SPIKE_RUN goes, at any sampling rate (at the simulator's 5 % a
 run of four is 6e-6 of readings), and it never moves a monotone run (the
 median of a rising run is its middle reading), so no reading of a real rise,
 however steep, is dropped while its noise stays within ±SPIKE_MARGIN / 2. A
-kept spike is no more than SPIKE_MARGIN off its neighbours. The price is
-SPIKE_RUN readings of delay. (The first version only compared a reading with
-its two neighbours: two spikes in a row before a load step, with two
+spike that stays is within SPIKE_MARGIN of that median. The price is
+SPIKE_RUN readings of delay. (The first version compared a reading with its
+two neighbours only: two spikes in a row before a load step, with two
 readings per bucket, made a ramp of 80 °C/min out of a step to 63 °C.)
 
 **Buckets.** The window is BUCKETS buckets of window / BUCKETS seconds. A
 bucket keeps the first kept reading of each of its SAMPLES slots and becomes
-the mean of those within SPIKE_MARGIN of their median, at their mean time (a
-median of uniform noise varies twice as much as a mean). A bucket that a running
-median of the bucket levels moves by more than OUTLIER_CUTOFF robust
-deviations is left out (more than MAX_OUTLIERS: no forecast): a running
+the mean of those within SPIKE_MARGIN of their median, at their mean time
+(a median of uniform noise varies twice as much as a mean). A bucket that a
+running median of the bucket levels moves by more than OUTLIER_CUTOFF robust
+deviations is left out (more than MAX_OUTLIERS: no forecast); a running
 median never moves a monotone run either.
 
 **Fit.** Levels, not differences, are fitted: regressing a smoothed dT/dt on
@@ -46,39 +46,42 @@ in (L0, r0), so all are fitted at once by closed-form 2x2 least squares
 start from the best few. The null's search also starts from the best curve
 with tau cut to settle_time, and a rejection is confirmed by a thorough
 search (THOROUGH): a search that misses the null's best makes the null look
-worse than it is, and a noise-free load step of 67 °C forecast that way.
+worse than it is (a noise-free load step of 67 °C was forecast that way).
 
 **Decision: forecast only what the window proves.** A forecast is raised when
 (1) the best curve with RISE_POINTS buckets after its onset reaches the
-threshold by the horizon's end while its latest level is below it, and (2) a
+threshold by the horizon's end while its latest level is below it; (2) a
 likelihood-ratio test at SIGNIFICANCE rejects the null hypothesis "a load
 change settling at or below the threshold": the best fit among curves with
 tau <= settle_time, any onset, constrained to an asymptote <= threshold. The
-null is bounded in two parameters, so the test takes two degrees of freedom
-(F(2, buckets - 4)): with one, noise took a slow load change settling 1 °C
-below the threshold for a ramp about once in 60 (±1 °C, read every 5 s). The test's
-residual standard deviation is at least NOISE_FLOOR (integer sensor
-readings), so noise-free data claims no certainty it does not have. (3) The
-curve describes the latest readings, checked at every query, not only when
-a bucket closes: it has not reached the threshold at the query's time, and
-the median of the latest 2 * SPIKE_RUN + 1 readings' residuals from it is not
-below -SPIKE_MARGIN, so a forecast goes once most of them leave its curve.
+null is bounded in two parameters, so the test takes two degrees of freedom,
+F(2, buckets - 4): with one, noise took a slow load change settling 1 °C
+below the threshold for a ramp about once in 60 (±1 °C, read every 5 s).
+The residual standard deviation is taken as at least NOISE_FLOOR (integer
+sensor readings), so noise-free data claims no certainty it does not have;
+(3) the curve describes the latest readings, checked at every query, not
+only when a bucket closes: it has not reached the threshold at the query's
+time, the crossing is within the horizon from it, and the median of the
+latest 2 * SPIKE_RUN + 1 readings' residuals from the curve is not below
+-SPIKE_MARGIN, so a forecast goes once most of them leave its curve.
 
 **What it guarantees, and where that ends.** A load change that settles
 below the threshold is in the null; at the null's very edge (tau =
 settle_time, asymptote at the threshold) the test passes it at most
-SIGNIFICANCE of the times it is asked, far less inside: none of 1,200 simulated
-load changes (tau = settle_time settling 0.05 or 1.05 °C below the threshold,
-tau = settle_time / 2 settling 0.05 °C below; ±1 °C noise; a reading every 1,
-5 or 10 s) was forecast, nor any in the property tests' hunts
-(tests/unit/test_forecast.py). A ramp is told from
-every such load change once the best of them misses it by enough: over a
-2-minute window (24 buckets) by a residual RMS of about 0.058 °C per °C/min
-of the ramp, over a 5-minute one 0.28 °C; the test needs about 1.4 x the
-bucket level's noise (at least NOISE_FLOOR; ±1 °C read every 5 s is 0.58 °C)
-for a sure answer, more as the window shrinks to its end. So the default
-window forecasts ramps from 12 °C/min under ±1 °C noise, most of a horizon
-ahead, and not 5 °C/min ones; a 5-minute window forecasts 3 °C/min ones.
+SIGNIFICANCE of the times it is asked, and far less inside: none of 1,200
+simulated load changes (tau = settle_time settling 0.05 or 1.05 °C below
+the threshold, tau = settle_time / 2 settling 0.05 °C below; ±1 °C noise;
+a reading every 1, 5 or 10 s) was forecast, nor any in the hunts of the
+property tests (tests/unit/test_forecast.py). A ramp is told from every such
+load change once the best of them misses it by enough: over a 2-minute
+window (24 buckets) by a residual RMS of about 0.058 °C per °C/min of the
+ramp, over a 5-minute one 0.28 °C; the test needs about 1.4 x the bucket
+level's noise (at least NOISE_FLOOR; ±1 °C read every 5 s is 0.58 °C) for a
+sure answer. So under ±1 °C noise read every 5 s the default window
+forecasts ramps from 12 °C/min most of a horizon ahead, a 5-minute one from
+3 °C/min (the property tests pin both); read every second (bucket levels at
+NOISE_FLOOR) the default window forecasts 5 °C/min ones too; read every
+10 s, a third of 12-40 °C/min ramps come less than half a horizon ahead.
 
 **Bounded memory, O(1) updates.** A device holds the latest 2 * SPIKE_RUN + 1
 readings, the open bucket's samples and a ring of the last BUCKETS points:

@@ -150,8 +150,10 @@ def test_load_change_settling_below_the_threshold_never_forecasts(
 ) -> None:
     """A load step settling any distance below the threshold never forecasts, however steep its start.
 
-    Time constants 3 s to 2 min, noise up to ±1 °C, a reading every 0.1 to 10 s, each up to 95 % of an
-    interval late, with or without the simulator's 5 % of spikes; followed until well after it settled.
+    Time constants 3 s to 2 min (settle_time, the null's edge), noise up to ±1 °C, a reading every 0.1 to 10 s,
+    each up to 95 % of an interval late, with or without the simulator's 5 % of spikes; followed until well after
+    it settled. Down to 0.05 °C below, even where the noise band reaches the threshold: such readings cross it (the
+    critical alert fires), so a forecast there would not be false, but the model does not need that leeway.
     """
     rng = np.random.default_rng(seed)
     after = THRESHOLD - below
@@ -267,7 +269,10 @@ def test_steady_ramp_forecasts_early_with_a_long_enough_window(
 def test_fast_ramp_forecasts_early_with_the_default_window(
     *, rate: float, noise: float, interval: float, spikes: float, horizon: float, seed: int
 ) -> None:
-    """With the default 2-minute window, a ramp of 12 °C/min or more is forecast at least half a horizon ahead."""
+    """With the default 2-minute window, a ramp of 12 °C/min or more is forecast at least half a horizon ahead.
+
+    Readings at most 5 s apart: the test's power rests on how noisy a bucket's level is, and read every 5-10 s a
+    third of such ramps came later (the docstring of alerter.domain.forecast gives the boundary)."""
     check_ramp(window=WINDOW, rate=rate, noise=noise, interval=interval, spikes=spikes, horizon=horizon, seed=seed)
 
 
