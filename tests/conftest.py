@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: a real Kafka cluster and names that never collide."""
+"""Fixtures shared by the whole suite: a real Kafka cluster and names that never collide; Hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -10,10 +10,21 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from hypothesis import settings
 
 from shared.kafka import admin_client
 
 REPO = Path(__file__).resolve().parent.parent
+
+# HYPOTHESIS_PROFILE picks one. `ci` (.ci/run) explores the same examples on every run, so CI cannot flake and a
+# failure there replays anywhere; `hunt` explores 20 times as many as the default, a long search to run (with a few
+# --hypothesis-seed values, and --timeout=0: a hunt outlasts pytest-timeout's limit) before changing a property or
+# the code it covers. A test that sets its own max_examples keeps it unless it scales it by
+# settings().max_examples / 100, as tests/unit/test_forecast.py does.
+settings.register_profile("default", max_examples=100)
+settings.register_profile("ci", max_examples=100, derandomize=True, database=None, print_blob=True)
+settings.register_profile("hunt", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

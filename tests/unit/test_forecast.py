@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from alerter.domain.forecast import BUCKETS, Forecast, TrendModel, TrendState, Update
+from alerter.domain.forecast import BUCKETS, SPIKE_MARGIN, SPIKE_RUN, Forecast, TrendModel, TrendState, Update
 from publisher.simulator import advance, build_fleet, initial_state
 
 THRESHOLD = 87.0
@@ -70,38 +70,47 @@ def first_forecast(
     return None
 
 
+def examples(count: int) -> settings:
+    """`count` examples under the default and ci profiles, proportionally more under hunt (tests/conftest.py)."""
+    return settings(max_examples=max(1, count * settings().max_examples // 100), deadline=None)
+
+
 seeds = st.integers(0, 2**32 - 1)
 intervals = st.floats(0.1, 10.0)  # seconds between readings
 noises = st.floats(0.0, 1.0)  # ± °C
 horizons = st.floats(60.0, 900.0)
 jitters = st.floats(0.0, 0.95)  # each reading late by up to this share of an interval: irregular sampling
+spike_sizes = st.one_of(st.floats(-1e3, 1e6), st.sampled_from([1e6, SPIKE_MAX, THRESHOLD]))
+spike_runs = st.lists(spike_sizes, min_size=1, max_size=SPIKE_RUN)  # consecutive abnormal readings
 
 
 # -- never: spikes and load changes that settle below the threshold --------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@examples(150)
 @given(
     level=st.floats(20.0, THRESHOLD - 0.5),
     noise=noises,
     interval=intervals,
     where=st.floats(0.0, 1.0),
-    spike=st.one_of(st.floats(-1e3, 1e6), st.sampled_from([1e6, SPIKE_MAX, THRESHOLD])),
+    spikes=spike_runs,
     horizon=horizons,
     seed=seeds,
 )
-def test_one_spike_of_any_size_anywhere_never_forecasts(
-    *, level: float, noise: float, interval: float, where: float, spike: float, horizon: float, seed: int
+def test_spikes_of_any_size_anywhere_never_forecast(
+    *, level: float, noise: float, interval: float, where: float, spikes: list[float], horizon: float, seed: int
 ) -> None:
-    """A steady device with one abnormal reading, of any size and at any point, gets no forecast."""
+    """A steady device with one abnormal reading, or a run of up to SPIKE_RUN, of any sizes (down too) and at any
+    point, gets no forecast."""
     rng = np.random.default_rng(seed)
     times = sample_times(3 * WINDOW, interval, 0.3, rng)
     temperatures = noisy(np.full(len(times), level), noise, 0.0, rng)
-    temperatures[int(where * (len(times) - 1))] += spike
+    start = int(where * (len(times) - len(spikes)))
+    temperatures[start : start + len(spikes)] += spikes
     assert raised(TrendModel(WINDOW).new_state(), times, temperatures, horizon) == []
 
 
-@settings(max_examples=150, deadline=None)
+@examples(150)
 @given(
     tau=st.floats(3.0, 120.0),
     before=st.floats(20.0, 60.0),
@@ -112,6 +121,20 @@ def test_one_spike_of_any_size_anywhere_never_forecasts(
     spikes=st.sampled_from([0.0, SPIKE_PROBABILITY]),
     horizon=horizons,
     seed=seeds,
+)
+# Found by hunts (HYPOTHESIS_PROFILE=hunt): two spikes before a step that look like a steep ramp; a curve standing
+# 20 °C above the readings; a search that missed the load change's own curve; noise on a slow load change that a test
+# calibrated for one degree of freedom took for a ramp (the null is bounded in two: tau and asymptote).
+@example(tau=3.0, before=20.0, below=24.0, noise=0.0, interval=5.0625, jitter=0.0, spikes=0.05, horizon=60.0, seed=265)
+@example(tau=3.0, before=26.0, below=1.0, noise=1.0, interval=5.0625, jitter=0.0, spikes=0.05, horizon=60.0, seed=265)
+@example(
+    tau=3.0, before=29.0, below=1.0, noise=0.0, interval=5.6875, jitter=0.5, spikes=0.05, horizon=60.0, seed=118669115
+)
+@example(
+    tau=27.25, before=20.0, below=0.0625, noise=0.0, interval=8.59375, jitter=0.375, spikes=0.0, horizon=60.0, seed=137
+)
+@example(
+    tau=101.5, before=20.0, below=1.0, noise=1.0, interval=2.125, jitter=0.0, spikes=0.0, horizon=132.0, seed=1
 )
 def test_load_change_settling_below_the_threshold_never_forecasts(
     *,
@@ -127,8 +150,10 @@ def test_load_change_settling_below_the_threshold_never_forecasts(
 ) -> None:
     """A load step settling any distance below the threshold never forecasts, however steep its start.
 
-    Time constants 3 s to 2 min, noise up to ±1 °C, a reading every 0.1 to 10 s, each up to 95 % of an
-    interval late, with or without the simulator's 5 % of spikes; followed until well after it settled.
+    Time constants 3 s to 2 min (settle_time, the null's edge), noise up to ±1 °C, a reading every 0.1 to 10 s,
+    each up to 95 % of an interval late, with or without the simulator's 5 % of spikes; followed until well after
+    it settled. Down to 0.05 °C below, even where the noise band reaches the threshold: such readings cross it (the
+    critical alert fires), so a forecast there would not be false, but the model does not need that leeway.
     """
     rng = np.random.default_rng(seed)
     after = THRESHOLD - below
@@ -137,7 +162,7 @@ def test_load_change_settling_below_the_threshold_never_forecasts(
     assert raised(TrendModel(WINDOW).new_state(), times, noisy(clean, noise, spikes, rng), horizon) == []
 
 
-@settings(max_examples=50, deadline=None)
+@examples(50)
 @given(
     tau=st.floats(3.0, 120.0),
     below=st.floats(0.05, 30.0),
@@ -145,23 +170,32 @@ def test_load_change_settling_below_the_threshold_never_forecasts(
     interval=st.floats(0.5, 10.0),
     horizon=horizons,
     where=st.floats(0.0, 1.0),
-    spike=st.floats(0.0, 1e6),
+    spikes=spike_runs,
     seed=seeds,
 )
-def test_one_spike_on_a_settling_load_change_never_forecasts(
-    *, tau: float, below: float, noise: float, interval: float, horizon: float, where: float, spike: float, seed: int
+def test_spikes_on_a_settling_load_change_never_forecast(
+    *,
+    tau: float,
+    below: float,
+    noise: float,
+    interval: float,
+    horizon: float,
+    where: float,
+    spikes: list[float],
+    seed: int,
 ) -> None:
-    """A spike anywhere on a load step that settles below the threshold, the step's steep start included, changes
-    nothing: still no forecast."""
+    """A spike, or a run of up to SPIKE_RUN, anywhere on a load step that settles below the threshold, the step's
+    steep start included, changes nothing: still no forecast."""
     rng = np.random.default_rng(seed)
     times = sample_times(WINDOW + 6 * tau + WINDOW, interval, 0.3, rng)
     clean = load_step(times, START + WINDOW, 30.0, THRESHOLD - below, tau)
     temperatures = noisy(clean, noise, 0.0, rng)
-    temperatures[int(where * (len(times) - 1))] += spike
+    start = int(where * (len(times) - len(spikes)))
+    temperatures[start : start + len(spikes)] += spikes
     assert raised(TrendModel(WINDOW).new_state(), times, temperatures, horizon) == []
 
 
-@settings(max_examples=5, deadline=None)
+@examples(5)
 @given(seed=seeds, window=st.sampled_from([WINDOW, LONG_WINDOW]))
 def test_simulated_fleet_gets_no_forecast(seed: int, window: float) -> None:
     """Twenty minutes of 40 simulated GPUs (5 % spikes), against a threshold just above their hottest normal
@@ -201,9 +235,11 @@ def check_ramp(*, window: float, rate: float, noise: float, interval: float, spi
     assert abs(forecast.eta - remaining) <= 0.3 * remaining + 2 * window / BUCKETS
     assert forecast.threshold == THRESHOLD
     assert forecast.rate == pytest.approx(rate, rel=0.5)
+    assert forecast.reach_at > at  # the curve has not crossed yet
+    assert forecast.level < THRESHOLD
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(
     rate=st.floats(3.0, 10.0),
     noise=noises,
@@ -220,7 +256,7 @@ def test_steady_ramp_forecasts_early_with_a_long_enough_window(
     check_ramp(window=LONG_WINDOW, rate=rate, noise=noise, interval=interval, spikes=spikes, horizon=horizon, seed=seed)
 
 
-@settings(max_examples=40, deadline=None)
+@examples(40)
 @given(
     rate=st.floats(12.0, 40.0),
     noise=noises,
@@ -229,10 +265,14 @@ def test_steady_ramp_forecasts_early_with_a_long_enough_window(
     horizon=st.floats(120.0, 900.0),
     seed=seeds,
 )
+@example(rate=12.0, noise=1.0, interval=2.0, spikes=0.0, horizon=120.0, seed=0)  # late: the test lacked power
 def test_fast_ramp_forecasts_early_with_the_default_window(
     *, rate: float, noise: float, interval: float, spikes: float, horizon: float, seed: int
 ) -> None:
-    """With the default 2-minute window, a ramp of 12 °C/min or more is forecast at least half a horizon ahead."""
+    """With the default 2-minute window, a ramp of 12 °C/min or more is forecast at least half a horizon ahead.
+
+    Readings at most 5 s apart: the test's power rests on how noisy a bucket's level is, and read every 5-10 s a
+    third of such ramps came later (the docstring of alerter.domain.forecast gives the boundary)."""
     check_ramp(window=WINDOW, rate=rate, noise=noise, interval=interval, spikes=spikes, horizon=horizon, seed=seed)
 
 
@@ -303,6 +343,22 @@ def test_no_forecast_until_half_a_window_of_readings() -> None:
     assert first[0] - START >= WINDOW / 2
 
 
+def test_forecast_goes_once_the_latest_readings_fall_away_from_its_curve() -> None:
+    """Readings that drop away from the curve (the load went away) withdraw the forecast once they are most of the
+    latest 2 * SPIKE_RUN + 1, before any bucket holding them is fitted; fewer could be spikes, and change nothing."""
+    times, temperatures = ramp_readings()
+    state = TrendModel(WINDOW).new_state()
+    first = first_forecast(state, times, temperatures, 300.0)
+    assert first is not None
+    at, forecast = first
+    answers = []
+    for step in range(1, SPIKE_RUN + 2):
+        state.add(at + step, forecast.level - 2 * SPIKE_MARGIN)
+        answers.append(state.forecast(THRESHOLD, 300.0, at + step))
+    assert all(answer is not None for answer in answers[:SPIKE_RUN])
+    assert answers[SPIKE_RUN] is None
+
+
 def test_gap_longer_than_the_window_starts_over() -> None:
     """After a gap longer than the window the history is dropped: no forecast until half a window again."""
     times, temperatures = ramp_readings()
@@ -326,7 +382,7 @@ def test_late_duplicate_and_invalid_readings_are_dropped() -> None:
     assert state.add(START + 1.0 - WINDOW - 1.0, 50.0) is Update.RESET
 
 
-@settings(max_examples=40, deadline=None)
+@examples(40)
 @given(
     rate=st.floats(10.0, 20.0),
     burst=st.integers(1, 300),
@@ -352,7 +408,7 @@ def test_answer_depends_on_event_time_only(rate: float, burst: int, resend: floa
         assert bursty.forecast(THRESHOLD, 600.0, at) == expected[at]
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(
     count=st.integers(0, 20_000),
     interval=st.floats(0.001, 30.0),
