@@ -30,7 +30,7 @@ from alerter.service import AlerterService, alert_policy
 from alerter.settings import AlerterSettings
 from alerter.slack import WebhookClient
 from alerter.watch import ClusterWatch
-from shared.kafka import consumer_config, ensure_topic, producer_config
+from shared.kafka import broker_count, consumer_config, ensure_topic, producer_config
 from shared.librdkafka_log import librdkafka_logger
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,14 @@ def prepare_topics(settings: AlerterSettings, admin: AdminClient, timeout: float
     partitions = source_partitions or 1
     rf = settings.common.topic_replication_factor
     for topic in (settings.alert_topic, settings.dlq_topic):
-        ensure_topic(admin, topic, partitions=partitions, replication_factor=rf, timeout=timeout)
+        ensure_topic(
+            admin,
+            topic,
+            partitions=partitions,
+            replication_factor=rf,
+            timeout=timeout,
+            expected_brokers=broker_count(settings.common.brokers),
+        )
     alerts = admin.list_topics(topic=settings.alert_topic, timeout=timeout).topics[settings.alert_topic]
     return TopicLayout(source_partitions, len(alerts.partitions))
 

@@ -30,7 +30,7 @@ from publisher.sources import ReadingSource, SimulatorSource
 from publisher.stdout_sink import StdoutSink
 from shared.config import EXIT_CONFIG_ERROR, ConfigError, Env, exit_on_config_error, load_environment
 from shared.health import HealthServer
-from shared.kafka import admin_client, await_cluster, ensure_topic
+from shared.kafka import admin_client, await_cluster, broker_count, ensure_topic
 from shared.logs import configure_logging
 from shared.signals import stop_on_signals
 
@@ -170,7 +170,13 @@ def _ensure_topic(admin: AdminClient, settings: PublisherSettings) -> str | None
     """None when the topic exists or was created; otherwise why not."""
     replication = settings.common.topic_replication_factor
     try:
-        ensure_topic(admin, settings.topic, partitions=settings.topic_partitions, replication_factor=replication)
+        ensure_topic(
+            admin,
+            settings.topic,
+            partitions=settings.topic_partitions,
+            replication_factor=replication,
+            expected_brokers=broker_count(settings.common.brokers),
+        )
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         if isinstance(error, KafkaError) and error.code() == KafkaError.INVALID_REPLICATION_FACTOR:

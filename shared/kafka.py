@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 # partition whichever client produced it (librdkafka's default is crc32).
 PARTITIONER = "murmur2_random"
 QUEUE_FULL_WAIT: Final = 0.05  # seconds a producer with a full local queue is served before the next try
+# A starting cluster answers before every broker has registered; topic creation waits this long for the
+# brokers the services were given.
+REGISTRATION_WAIT: Final = 60.0
+REGISTRATION_RETRY: Final = 1.0  # seconds between two creation attempts meanwhile
 
 Headers = list[tuple[str, str | bytes | None]]
 OnDelivery = Callable[[KafkaError | None, Message], None]
@@ -186,6 +190,11 @@ def consumer_config(brokers: str, client_id: str, group_id: str, offset_reset: s
     return config
 
 
+def broker_count(brokers: str) -> int:
+    """How many addresses a bootstrap list names: the brokers a starting cluster is expected to register."""
+    return len([address for address in brokers.split(",") if address.strip()])
+
+
 def admin_client(brokers: str, client_id: str, **overrides: Any) -> AdminClient:
     """`overrides` as for the other builders (e.g. `logger`, to route librdkafka's own lines into logging)."""
     return AdminClient({**common_config(brokers, client_id), **overrides})
@@ -280,10 +289,17 @@ def ensure_topic(
     replication_factor: int | None = None,
     config: dict[str, str] | None = None,
     timeout: float = 30.0,
+    expected_brokers: int = 0,
+    registration_wait: float = REGISTRATION_WAIT,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
     """Create the topic if missing (True when created); an existing topic is left as it is.
 
     replication_factor None means the cluster's own default (-1 on the wire).
+    A cluster that has just started answers before all its brokers have
+    registered: while it lists fewer than `expected_brokers` (the addresses
+    the services were given), a refusal for too few brokers is retried for up
+    to `registration_wait` seconds; otherwise it is final at once.
     """
     metadata = admin.list_topics(timeout=timeout)
     if name in metadata.topics and metadata.topics[name].error is None:
@@ -294,14 +310,31 @@ def ensure_topic(
         replication_factor=-1 if replication_factor is None else replication_factor,
         config=config or {},
     )
-    future = admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name]
-    try:
-        future.result(timeout=timeout)
-    except KafkaException as exc:
-        error = kafka_error(exc)
-        if error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return False
-        raise
+    deadline, waiting = time.monotonic() + registration_wait, False
+    while True:
+        registered = len(admin.list_topics(timeout=timeout).brokers)
+        future = admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name]
+        try:
+            future.result(timeout=timeout)
+            break
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            code = error.code() if error is not None else None
+            if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                return False
+            if (
+                code != KafkaError.INVALID_REPLICATION_FACTOR
+                or registered >= expected_brokers
+                or time.monotonic() >= deadline
+            ):
+                raise
+            if not waiting:  # one line, however long the wait
+                log.info(
+                    "topic %s: %s; waiting up to %gs for more brokers to register",
+                    name, error_text(exc), registration_wait, extra={"topic": name},
+                )
+                waiting = True
+            sleep(REGISTRATION_RETRY)
     _wait_for_topic(admin, name, partitions, timeout)
     log.info("created topic %s", name, extra={"topic": name, "partitions": partitions})
     return True

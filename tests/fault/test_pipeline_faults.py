@@ -90,6 +90,20 @@ def delivered_so_far(publisher: Publisher) -> float:
         return 0.0
 
 
+def wait_delivered(publisher: Publisher, count: float, timeout: float, what: str) -> None:
+    """Until the publisher reports `count` readings delivered; fails at once, with its log, if it exited."""
+
+    def check() -> bool:
+        code = publisher.process.poll()
+        assert code is None, f"the publisher exited {code} before {what}"
+        return delivered_so_far(publisher) >= count
+
+    try:
+        wait_until(check, timeout, what)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\npublisher log: {publisher.text()[-3000:]}") from None
+
+
 def stop_publisher(publisher: Publisher) -> int:
     """SIGTERM; the publisher must flush everything and exit 0; returns how many readings it delivered."""
     publisher.process.send_signal(signal.SIGTERM)
@@ -168,7 +182,7 @@ def check_alerts(
 def in_full_flow(publisher: Publisher, alerter: AlerterProcess) -> None:
     """The alerter owns its partitions and the publisher has delivered its first 10,000 readings."""
     alerter.wait_ready(60)
-    wait_until(lambda: delivered_so_far(publisher) >= 10_000, 60, "the publisher to be in full flow")
+    wait_delivered(publisher, 10_000, 60, "the publisher to be in full flow")
 
 
 def stop_and_check(
@@ -207,7 +221,7 @@ def test_a_broker_killed_under_load_loses_and_duplicates_nothing(
         killed_at = time.time()
         healthy_cluster.kill("broker-1")
         before = delivered_so_far(publisher)
-        wait_until(lambda: delivered_so_far(publisher) >= before + 25_000, 60, "deliveries to go on without broker-1")
+        wait_delivered(publisher, before + 25_000, 60, "deliveries to go on without broker-1")
         assert publisher.process.poll() is None, "the publisher kept running"
         wait_until(
             lambda: any(m.at > killed_at + 1 for m in slack.received), 60, "an alert sent after the failover"
@@ -242,7 +256,7 @@ def test_whole_cluster_away_for_20s_buffers_then_delivers_everything(
 
         healthy_cluster.up()
         before = delivered_so_far(publisher)
-        wait_until(lambda: delivered_so_far(publisher) >= before + 30_000, 90, "deliveries after the cluster returned")
+        wait_delivered(publisher, before + 30_000, 90, "deliveries after the cluster returned")
         stop_and_check(healthy_cluster, publisher, slack, unique)
     finally:
         publisher.kill()
@@ -266,7 +280,7 @@ def test_a_hung_broker_neither_hangs_nor_crashes_the_services(
         finally:
             healthy_cluster.signal("broker-2", signal.SIGCONT)
         before = delivered_so_far(publisher)
-        wait_until(lambda: delivered_so_far(publisher) >= before + 25_000, 90, "deliveries after SIGCONT")
+        wait_delivered(publisher, before + 25_000, 90, "deliveries after SIGCONT")
         stop_and_check(healthy_cluster, publisher, slack, unique)
         for name, text in (("publisher", publisher.text()), ("alerter", alerter.log)):
             assert_structured(name, text)
@@ -298,7 +312,7 @@ def test_services_started_before_the_cluster_wait_and_then_work(
         )
         private_cluster.up()
         alerter.wait_ready(90)
-        wait_until(lambda: delivered_so_far(publisher) >= 10_000, 90, "the publisher to deliver")
+        wait_delivered(publisher, 10_000, 90, "the publisher to deliver")
         stop_and_check(private_cluster, publisher, slack, unique)
         for name, text in (("publisher", publisher.text()), ("alerter", alerter.log)):
             assert_structured(name, text)
@@ -327,9 +341,10 @@ def test_alerter_restarted_during_a_rebalance_loses_and_repeats_nothing(
         first.kill()
         alerters.append(start_alerter(healthy_cluster, tmp_path, unique, slack))
         alerters[-1].wait_ready(90)
-        wait_until(lambda: delivered_so_far(publisher) >= 40_000, 90, "more readings after the restart")
+        wait_delivered(publisher, 40_000, 90, "more readings after the restart")
         stop_and_check(healthy_cluster, publisher, slack, unique, alert_timeout=120, killed=first)
     finally:
         publisher.kill()
         for alerter in alerters:
             alerter.stop()
+

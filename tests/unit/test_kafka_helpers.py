@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from shared.kafka import QUEUE_FULL_WAIT, error_text, kafka_error, produce
+from shared.kafka import (
+    QUEUE_FULL_WAIT,
+    REGISTRATION_RETRY,
+    REGISTRATION_WAIT,
+    broker_count,
+    ensure_topic,
+    error_text,
+    kafka_error,
+    produce,
+)
 
 
 def test_error_text_is_librdkafkas_own_line_for_kafka_errors_and_type_and_message_otherwise() -> None:
@@ -60,3 +72,67 @@ def test_produce_leaves_other_errors_to_the_caller() -> None:
 
     with pytest.raises(KafkaException, match="too large"):
         produce(cast(Producer, Refusing(0)), "t", b"v")
+
+
+class Registering:
+    """An admin API of a cluster that has registered `brokers` so far; each creation attempt registers one more.
+
+    Creation is refused with INVALID_REPLICATION_FACTOR while fewer brokers are registered than the replication
+    factor asks, as a freshly started KRaft cluster refuses it.
+    """
+
+    def __init__(self, brokers: int, registers: bool = True) -> None:
+        self.brokers, self.registers, self.attempts = brokers, registers, 0
+        self.created: dict[str, int] = {}
+
+    def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+        partitions = {p: SimpleNamespace(leader=1) for p in range(self.created.get(topic or "", 0))}
+        topics = {name: SimpleNamespace(error=None, partitions=partitions) for name in self.created}
+        return SimpleNamespace(brokers=dict.fromkeys(range(self.brokers)), topics=topics)
+
+    def create_topics(self, topics: list[NewTopic], **_: float) -> dict[str, Future[None]]:
+        self.attempts += 1
+        (topic,) = topics
+        future: Future[None] = Future()
+        if topic.replication_factor > self.brokers:
+            future.set_exception(KafkaException(KafkaError(KafkaError.INVALID_REPLICATION_FACTOR, "too few brokers")))
+        else:
+            self.created[topic.topic] = topic.num_partitions
+            future.set_result(None)
+        self.brokers += self.registers
+        return {topic.topic: future}
+
+
+def test_topic_creation_waits_for_the_brokers_a_starting_cluster_has_not_registered_yet() -> None:
+    """Refused for too few brokers while fewer are registered than the services were given: tried again (one
+    sleep between tries) until the brokers are there."""
+    admin, sleeps = Registering(brokers=0), list[float]()
+    created = ensure_topic(
+        cast(AdminClient, admin), "t", partitions=3, replication_factor=2, expected_brokers=2, sleep=sleeps.append
+    )
+    assert created
+    assert admin.created == {"t": 3}
+    assert admin.attempts == 3
+    assert sleeps == [REGISTRATION_RETRY] * 2
+
+
+@pytest.mark.parametrize(("brokers", "expected"), [(2, 2), (2, 0), (0, 2)])
+def test_topic_creation_refused_for_too_few_brokers_is_final_when_no_more_are_coming(
+    brokers: int, expected: int
+) -> None:
+    """As many brokers as the bootstrap list names (or no list): the refusal is the answer at once. Past the
+    registration wait, it is the answer too."""
+    admin = Registering(brokers=brokers, registers=False)
+    wait = 0.0 if brokers < expected else REGISTRATION_WAIT
+    with pytest.raises(KafkaException, match="too few brokers"):
+        ensure_topic(
+            cast(AdminClient, admin), "t", partitions=1, replication_factor=9, expected_brokers=expected,
+            registration_wait=wait, sleep=lambda _: None,
+        )
+    assert admin.attempts == 1
+
+
+def test_broker_count_is_the_number_of_addresses_in_the_bootstrap_list() -> None:
+    assert broker_count("127.0.0.1:9092,127.0.0.1:9093") == 2
+    assert broker_count("redpanda-0:9092, redpanda-1:9092,") == 2
+    assert broker_count("kafka:9092") == 1
