@@ -90,7 +90,7 @@ def _run(
     try:
         layout = prepare_topics(settings, admin)
     except KafkaException as exc:
-        log.error("cannot prepare topics %s and %s: %s", settings.alert_topic, settings.dlq_topic, exc)  # noqa: TRY400 - one clear line
+        log.error("cannot prepare topics %s and %s: %s", settings.alert_topic, settings.dlq_topic, error_text(exc))  # noqa: TRY400 - one clear line
         return 1
     log.info("connected to the Kafka cluster at %s", settings.common.brokers)
     service, client = build(settings, metrics, layout)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from alerter.adapters.alerts_log import AlertsLog
@@ -30,7 +30,7 @@ from alerter.service import AlerterService, alert_policy
 from alerter.settings import AlerterSettings
 from alerter.slack import WebhookClient
 from alerter.watch import ClusterWatch
-from shared.kafka import broker_count, consumer_config, ensure_topic, producer_config
+from shared.kafka import broker_count, consumer_config, ensure_topic, partition_count, producer_config
 from shared.librdkafka_log import librdkafka_logger
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,11 @@ def prepare_topics(settings: AlerterSettings, admin: AdminClient, timeout: float
             timeout=timeout,
             expected_brokers=broker_count(settings.common.brokers),
         )
-    alerts = admin.list_topics(topic=settings.alert_topic, timeout=timeout).topics[settings.alert_topic]
-    return TopicLayout(source_partitions, len(alerts.partitions))
+    alert_partitions = partition_count(admin, settings.alert_topic, timeout)
+    if alert_partitions is None:
+        missing = f"no broker reports topic {settings.alert_topic}"
+        raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, missing))
+    return TopicLayout(source_partitions, alert_partitions)
 
 
 def kafka_logger() -> logging.Logger:

@@ -30,7 +30,7 @@ from publisher.sources import ReadingSource, SimulatorSource
 from publisher.stdout_sink import StdoutSink
 from shared.config import EXIT_CONFIG_ERROR, ConfigError, Env, exit_on_config_error, load_environment
 from shared.health import HealthServer
-from shared.kafka import admin_client, await_cluster, broker_count, ensure_topic
+from shared.kafka import admin_client, await_cluster, broker_count, ensure_topic, error_text, partition_count
 from shared.logs import configure_logging
 from shared.signals import stop_on_signals
 
@@ -158,12 +158,12 @@ def _set_up_cluster(settings: PublisherSettings, stop: threading.Event) -> int |
 
 def _partition_count(admin: AdminClient, topic: str) -> tuple[str, int | None]:
     try:
-        metadata = admin.list_topics(topic=topic, timeout=30).topics.get(topic)
+        partitions = partition_count(admin, topic)
     except KafkaException as exc:
-        return f"cannot read the metadata of topic {topic}: {exc}", None
-    if metadata is None or metadata.error is not None or not metadata.partitions:
+        return f"cannot read the metadata of topic {topic}: {error_text(exc)}", None
+    if partitions is None:
         return f"topic {topic} has no partitions the cluster reports", None
-    return "", len(metadata.partitions)
+    return "", partitions
 
 
 def _ensure_topic(admin: AdminClient, settings: PublisherSettings) -> str | None:

@@ -350,3 +350,20 @@ def _wait_for_topic(admin: AdminClient, name: str, partitions: int, timeout: flo
         ):
             return
         time.sleep(0.1)
+
+
+def partition_count(admin: AdminClient, name: str, timeout: float = 30.0) -> int | None:
+    """How many partitions topic `name` has; None if no broker reports it within `timeout` seconds.
+
+    Each metadata request may reach another broker, and a broker learns of a
+    topic created through another one a moment later: one answer without the
+    topic is not the cluster's last word.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        topic = admin.list_topics(topic=name, timeout=timeout).topics.get(name)
+        if topic is not None and topic.error is None and topic.partitions:
+            return len(topic.partitions)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)

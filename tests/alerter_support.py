@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.codec import encode
 from shared.kafka import consumer_config, producer_config
 from shared.models import AlertEvent, TemperatureReading
+from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 MOMENT = datetime(2006, 1, 2, 15, 4, 5, 250_000, tzinfo=UTC)
@@ -167,16 +168,6 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> list[int]:
         consumer.close()
 
 
-def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll `condition` until it returns something truthy; fail the test with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def alert_env(bootstrap: str, unique: str, slack_url: str, **overrides: str) -> dict[str, str]:

@@ -19,8 +19,7 @@ import socket
 import socketserver
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import free_ports
+from tests.support import free_ports, wait_until
 
 PACKAGE = "prometheus-alertmanager"
 BINARIES = ("prometheus-alertmanager", "alertmanager")
@@ -48,16 +47,6 @@ def alertmanager_binary() -> str:
     pytest.skip(reason)
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Polls `condition` until it returns something truthy (returned), or fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- The webhook Alertmanager notifies ------------------------------------------------------------------------

@@ -27,10 +27,9 @@ from tests.alerter_support import (
     read_all,
     send_sentinels,
     wait_for_sentinels,
-    wait_until,
 )
 from tests.integration.test_publisher import Publisher, Record, env_for, read_topic, scrape
-from tests.support import PrivateCluster
+from tests.support import PrivateCluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 

@@ -16,7 +16,8 @@ import pytest
 
 from slack_stand_in import SlackStandIn
 from tests.alerter_support import AlerterProcess, alerts_by_device, produce, reading
-from tests.alertmanager_support import AlertmanagerProcess, WebhookSink, running_alertmanager, wait_until
+from tests.alertmanager_support import AlertmanagerProcess, WebhookSink, running_alertmanager
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -11,15 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from slack_stand_in import SlackStandIn
-from tests.alerter_support import (
-    AlerterProcess,
-    alerts_by_device,
-    produce,
-    reading,
-    send_sentinels,
-    wait_for_sentinels,
-    wait_until,
-)
+from tests.alerter_support import AlerterProcess, alerts_by_device, produce, reading, send_sentinels, wait_for_sentinels
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 SUMMARY = re.compile(r"from .* UTC to .* UTC \((\d+) min\): (\d+) readings, peak \*([0-9.]+)°C\*$")

@@ -17,8 +17,8 @@ from tests.alerter_support import (
     reading,
     send_sentinels,
     wait_for_sentinels,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

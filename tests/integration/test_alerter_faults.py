@@ -38,8 +38,8 @@ from tests.alerter_support import (
     end_offsets,
     produce,
     reading,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from tests.alerter_support import (
     make_alert,
     read_all,
     reading,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 STAMP = "2026-11-28T10:00:00Z"

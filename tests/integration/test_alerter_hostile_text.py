@@ -13,8 +13,9 @@ import pytest
 
 from shared.text import UNSAFE_CATEGORIES
 from slack_stand_in import SlackStandIn
-from tests.alerter_support import WEBHOOK_PATH, AlerterProcess, alerts_by_device, produce, reading, wait_until
+from tests.alerter_support import WEBHOOK_PATH, AlerterProcess, alerts_by_device, produce, reading
 from tests.raw_http import RawHttpServer
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from tests.alerter_support import (
     produce,
     read_all,
     reading,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 STAMP = "2024-05-01T12:00:00Z"

@@ -31,8 +31,8 @@ from tests.alertmanager_support import (
     WebhookSink,
     alertmanager_binary,
     running_alertmanager,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +227,7 @@ def test_grouped_by_device_a_gpus_alerts_share_one_group(tmp_path: Path) -> None
         receiver = receiver_for(am.url)
         for device, kind in (("gpu-1", Kind.CRITICAL), ("gpu-1", Kind.WARNING), ("gpu-2", Kind.CRITICAL)):
             receiver.deliver(GpuAlert.from_event(event(device=device), kind), wait=accept_all)
-        groups = wait_until(
+        groups: list[dict[str, Any]] = wait_until(
             lambda: (found := am.groups()) and sum(len(g["alerts"]) for g in found) == 3 and found,
             10,
             "three alerts in their groups",

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.alerter_support import REPO, wait_until
+from tests.alerter_support import REPO
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -44,6 +43,7 @@ from tests.containers import (
     promql_metric_names,
     queryable_names,
 )
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,24 +51,6 @@ T = TypeVar("T")
 COMPOSE_BROKERS = "redpanda-1:29092,redpanda-2:29093"
 STAND_IN_HOST = "slack-stand-in:3001"
 SHUTDOWN_NOTICE = "GPU Temperature Alert Service shutting down"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _http(url: str, data: bytes | None = None) -> tuple[int, str]:
@@ -156,7 +138,7 @@ def _mapped(environment: dict[str, str], *, bootstrap: str, stand_in: str, uniqu
     assert "redpanda-" not in " ".join(env.values()), "every compose host name is mapped"
     assert env["METRICS_HOST"] == "0.0.0.0", "compose opens the metrics port to Prometheus on the compose network"
     env["METRICS_HOST"] = "127.0.0.1"  # tests listen on loopback only
-    env["METRICS_PORT"] = str(_free_port())
+    env["METRICS_PORT"] = str(free_port())
     return env
 
 
@@ -219,11 +201,11 @@ def test_images_commands_run_the_pipeline_end_to_end(
     queries, the log lines the README quotes appear, and SIGTERM stops both services cleanly.
     """
     services = compose["services"]
-    stand_in_port = _free_port()
+    stand_in_port = free_port()
     stand_in = run_container("slack-stand-in", _stand_in_command(compose, stand_in_port), _image_env(
         REPO / services["slack-stand-in"]["build"]["dockerfile"]))
     stand_in_url = f"http://127.0.0.1:{stand_in_port}"
-    _wait_for("the stand-in's /healthz", lambda: _http(f"{stand_in_url}/healthz")[0] == 200, 30)
+    wait_until(lambda: _http(f"{stand_in_url}/healthz")[0] == 200, 30, "the stand-in's /healthz")
 
     mapping = {"bootstrap": kafka_bootstrap, "stand_in": f"127.0.0.1:{stand_in_port}", "unique": unique}
     alerter_env = _mapped(services["gpu-temp-alert"]["environment"], **mapping)
@@ -245,7 +227,7 @@ def test_images_commands_run_the_pipeline_end_to_end(
     def alerter_ready_or_gone() -> bool:
         return alerter.process.poll() is not None or _http(f"http://127.0.0.1:{alerter_port}/readyz")[0] == 200
 
-    _wait_for("the alerter's /readyz (partitions assigned)", alerter_ready_or_gone, 90)
+    wait_until(alerter_ready_or_gone, 90, "the alerter's /readyz (partitions assigned)")
     assert alerter.process.poll() is None, f"the alerter exited:\n{alerter.output()[-3000:]}"
 
     publisher_command = image_command(REPO / services["gpu-temp-publisher"]["build"]["dockerfile"])
@@ -259,7 +241,7 @@ def test_images_commands_run_the_pipeline_end_to_end(
         messages = json.loads(body)["messages"] if status == 200 else []
         return [m for m in messages if m["message"].get("attachments")]
 
-    received = _wait_for("an alert at the stand-in", alerts, 90, interval=0.5)
+    received = wait_until(alerts, 90, "an alert at the stand-in", interval=0.5)
     attachment = received[0]["message"]["attachments"][0]
     assert "exceeding threshold of *150.00°C*" in attachment["text"]
 
@@ -290,9 +272,9 @@ def test_images_commands_run_the_pipeline_end_to_end(
     assert alerter.stop() == 0, f"alerter exit code after SIGTERM:\n{alerter.output()[-3000:]}"
     for name, (command, env) in probes.items():
         assert _probe(command, env) != 0, f"{name}: the HEALTHCHECK still passes with the service gone"
-    notices = _wait_for("the alerter's shutdown notification", lambda: [
+    notices = wait_until(lambda: [
         m for m in json.loads(_http(f"{stand_in_url}/_received")[1])["messages"]
-        if SHUTDOWN_NOTICE in m["message"].get("text", "")], 10)
+        if SHUTDOWN_NOTICE in m["message"].get("text", "")], 10, "the alerter's shutdown notification")
     assert len(notices) == 1
     stand_in.stop()
 

@@ -18,7 +18,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -34,30 +33,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from shared.kafka import ensure_topic
 from tests.containers import BIN, DASHBOARD, REPO, dashboard_queries
 from tests.monitoring_tools import monitoring_tool
+from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 RATE_INTERVAL = "10s"  # Grafana's $__rate_interval for a 1 s scrape interval, with room for a late scrape
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.rules.yml"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _get(url: str, **params: str) -> Any:
@@ -181,11 +163,11 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
 
     stand_in_process = start("slack-stand-in", [str(BIN / "gpu-temp-slack-stand-in"), "--host", "127.0.0.1",
                                                 "--port", "0"], _service_env())
-    match = _wait_for("the stand-in's address", lambda: re.search(
-        r"listening on (http://127\.0\.0\.1:\d+/)", stand_in_process.output()), 30)
+    match = wait_until(lambda: re.search(
+        r"listening on (http://127\.0\.0\.1:\d+/)", stand_in_process.output()), 30, "the stand-in's address")
     stand_in = match.group(1)
 
-    alertmanager_port = _free_port()
+    alertmanager_port = free_port()
     am_config = _alertmanager_config(tmp_path / "alertmanager.yml", stand_in)
     start("alertmanager", [alertmanager_bin, f"--config.file={am_config}", f"--storage.path={tmp_path / 'am-data'}",
                            f"--web.listen-address=127.0.0.1:{alertmanager_port}", "--cluster.listen-address="])
@@ -196,7 +178,7 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
     # A topic whose brokers refuse every batch as too large: the second publisher's deliveries fail for real.
     kafka_admin.create_topics([NewTopic(refusing, 1, 2, config={"max.message.bytes": "64"})])[refusing].result(30)
 
-    ports = {name: _free_port() for name in ("alerter", "publisher", "refused-publisher")}
+    ports = {name: free_port() for name in ("alerter", "publisher", "refused-publisher")}
     alerter = start("alerter", [str(BIN / "gpu-temp-alert")], _service_env(
         REDPANDA_BROKERS=kafka_bootstrap, SOURCE_TOPIC=readings, CONSUMER_GROUP=f"group-{unique}",
         CONSUMER_OFFSET_RESET="earliest", ALERT_TOPIC=f"alerts-{unique}", DLQ_TOPIC=f"dlq-{unique}",
@@ -209,7 +191,7 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
     start("refused-publisher", [str(BIN / "gpu-temp-publisher")], _service_env(
         **publisher_env, REDPANDA_TOPIC=refusing, METRICS_PORT=str(ports["refused-publisher"])))
 
-    prometheus_port = _free_port()
+    prometheus_port = free_port()
     config = _prometheus_config(tmp_path / "prometheus.yml", {
         "gpu-temp-publisher": [f"127.0.0.1:{ports['publisher']}", f"127.0.0.1:{ports['refused-publisher']}"],
         "gpu-temp-alert": [f"127.0.0.1:{ports['alerter']}"],
@@ -223,7 +205,7 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
         stats = _get(f"{stand_in}_stats")
         return int(stats["accepted"]) if stats else 0
 
-    _wait_for("alerts from the alerter at the stand-in", lambda: alerts_from_the_alerter() >= 3, 90)
+    wait_until(lambda: alerts_from_the_alerter() >= 3, 90, "alerts from the alerter at the stand-in")
     assert alerter.popen.poll() is None, alerter.output()
 
     def every_target_up() -> bool:
@@ -234,7 +216,7 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
         active = body["data"]["activeTargets"]
         return len(active) == 3 and all(target["health"] == "up" for target in active)
 
-    _wait_for("Prometheus scraping all three services", every_target_up, 60)
+    wait_until(every_target_up, 60, "Prometheus scraping all three services")
 
     queries = _panel_targets()
     assert len(queries) == len(dashboard_queries())
@@ -248,7 +230,7 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
         rules = [rule for group in body["data"]["groups"] for rule in group["rules"]] if body else []
         return rules if rules and all(rule["health"] == "ok" for rule in rules) else None
 
-    rules = _wait_for("every rule evaluated without error", rules_evaluated, 30)
+    rules = wait_until(rules_evaluated, 30, "every rule evaluated without error")
     shipped = {rule["alert"] for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
                for rule in group["rules"]}
     assert {rule["name"] for rule in rules} == shipped
@@ -257,7 +239,7 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
         alerts = _get(f"{alertmanager}/api/v2/alerts") or []
         return [a for a in alerts if a["labels"].get("alertname") == "GpuTempReadingsFailed"]
 
-    received = _wait_for("GpuTempReadingsFailed at Alertmanager", refused_readings_alert, 60)
+    received = wait_until(refused_readings_alert, 60, "GpuTempReadingsFailed at Alertmanager")
     labels = received[0]["labels"]
     assert labels["severity"] == "critical"
     assert labels["component"] == "publisher"
@@ -269,5 +251,5 @@ def test_dashboard_queries_rules_and_alerting_on_live_services(
         return [m for m in (body or {}).get("messages", []) if m["path"] == "/services/alertmanager"
                 and "GpuTempReadingsFailed" in str(m["message"])]
 
-    notification = _wait_for("Alertmanager's notification at the Slack stand-in", routed_to_slack, 60)
+    notification = wait_until(routed_to_slack, 60, "Alertmanager's notification at the Slack stand-in")
     assert "FIRING" in notification[0]["message"]["attachments"][0]["title"]

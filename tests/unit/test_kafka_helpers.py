@@ -18,6 +18,7 @@ from shared.kafka import (
     ensure_topic,
     error_text,
     kafka_error,
+    partition_count,
     produce,
 )
 
@@ -136,3 +137,27 @@ def test_broker_count_is_the_number_of_addresses_in_the_bootstrap_list() -> None
     assert broker_count("127.0.0.1:9092,127.0.0.1:9093") == 2
     assert broker_count("redpanda-0:9092, redpanda-1:9092,") == 2
     assert broker_count("kafka:9092") == 1
+
+
+class Lagging:
+    """Metadata answers from brokers that learn of topic `t` (3 partitions) only after `stale` answers."""
+
+    def __init__(self, stale: int) -> None:
+        self.stale, self.answers = stale, 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+        self.answers += 1
+        known = self.answers > self.stale
+        partitions = {p: SimpleNamespace(leader=1) for p in range(3)} if known else {}
+        return SimpleNamespace(topics={"t": SimpleNamespace(error=None, partitions=partitions)} if known else {})
+
+
+def test_partition_count_asks_again_when_a_broker_has_not_learned_of_the_topic_yet() -> None:
+    """A just-created topic missing from one broker's answer is not missing: asked again until one reports it."""
+    admin = Lagging(stale=2)
+    assert partition_count(cast(AdminClient, admin), "t") == 3
+    assert admin.answers == 3
+
+
+def test_partition_count_is_none_when_no_broker_reports_the_topic_in_time() -> None:
+    assert partition_count(cast(AdminClient, Lagging(stale=10**9)), "t", timeout=0.3) is None

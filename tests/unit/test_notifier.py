@@ -15,7 +15,8 @@ from alerter.domain.notification import Kind, Notification, Result, Status
 from alerter.metrics import AlerterMetrics
 from alerter.notifier import Fanout, Notifier
 from alerter.receiver import Attempt, HeldBack, Outcome, Retry, Sighting
-from tests.alerter_support import make_alert, wait_until
+from tests.alerter_support import make_alert
+from tests.support import wait_until
 
 ACCEPTED = Attempt(Outcome.ACCEPTED, "accepted", 200)
 SERVER_ERROR = Attempt(Outcome.RETRY, "server_error", 500, "internal_error")

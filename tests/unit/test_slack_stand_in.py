@@ -25,7 +25,8 @@ from alerter.slack import alert_message, notice_message
 from shared.text import is_unsafe
 from slack_stand_in import Behaviour, SlackStandIn, render, validate
 from slack_stand_in.server import MODES
-from tests.alerter_support import make_alert, wait_until
+from tests.alerter_support import make_alert
+from tests.support import wait_until
 
 
 @pytest.fixture
