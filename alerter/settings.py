@@ -303,15 +303,16 @@ def _early_warning(env: Env) -> EarlyWarning:
     )
     horizon = _optional_duration(
         env, "FORECAST_HORIZON", "a forecast alert when a device below the critical threshold has a trend expected to"
-        " cross it this soon (alerter/domain/forecast.py: never a spike, never a load change settling below)"
+        " cross it this soon (alerter/domain/forecast.py: runs of up to 3 spikes are filtered out; a load change"
+        " settling below passes its test at most 0.1 % of the times it is asked)"
     )
     window = env.duration(
         "FORECAST_WINDOW",
         120.0,
         minimum=MIN_FORECAST_WINDOW,
         maximum=MAX_WINDOW,
-        help="event time each device's trend is fitted over (5m forecasts steady ramps of 3 °C/min, 2m only of 12"
-        " °C/min and more; the first forecast needs half a window of readings)",
+        help="event time each device's trend is fitted over (under ±1 °C noise read every 5 s, 5m forecasts steady"
+        " ramps from 3 °C/min, 2m from 12 °C/min; the first forecast needs half a window of readings)",
     )
     resolve = _optional_duration(
         env, "RESOLVE_AFTER", "one resolved notice once a device that alerted has stayed RESOLVE_HYSTERESIS below its"

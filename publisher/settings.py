@@ -159,8 +159,8 @@ def load_source(env: Env) -> SourceSettings:
         " dcgm: scrape dcgm-exporter endpoints (DCGM_EXPORTER_URLS)",
     )
     host_name = env.string(
-        "HOST_NAME", "", help="host_name of nvml readings, part of their device_id; unset = this machine's host name"
-        " (dcgm readings take the exporter's hostname label, else the URL's host)",
+        "HOST_NAME", "", help="host_name of nvml readings (their device_id is the GPU's UUID); unset = this machine's"
+        " host name (dcgm readings take the exporter's hostname label, else the URL's host)",
     ) or socket.gethostname()
     if len(host_name) > MAX_TEXT:
         raise ConfigError(f"HOST_NAME: expected at most {MAX_TEXT} characters")
