@@ -22,7 +22,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from shared import settings_help
 from shared.config import CommonSettings, ConfigError, Env, SettingDoc, is_host, load_common
-from shared.logs import register_secret
+from shared.logs import register_secret, register_secret_texts
 from shared.models import Celsius
 
 SERVICE: Final = "gpu-temp-alert"
@@ -98,6 +98,11 @@ class Endpoint:
             urlunsplit((parts.scheme, netloc, path, "", "")),
             tuple(sorted((s for s in secrets if s), key=len, reverse=True)),
         )
+
+    def __post_init__(self) -> None:
+        # Libraries log URLs too (urllib3's "Failed to parse headers (url=...)"): the handler blanks the
+        # credentials, and the whole URL when it carries some (the shown form stays readable).
+        register_secret_texts(self._secrets if self._url == self.shown else (self._url, *self._secrets))
 
     def reveal(self) -> str:
         return self._url

@@ -34,6 +34,7 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("text", "json")
 REDACTED: Final = "********"
 MIN_SECRET_PART: Final = 8  # shorter parts of a secret URL ("/", "/x") are too common to blank out everywhere
+MIN_SECRET_TEXT: Final = 4  # a shorter credential ("a", "12") would blank out every line it happens to occur in
 
 # Attributes every LogRecord has; anything else came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -80,6 +81,12 @@ def register_secret(value: str) -> None:
         candidates = [path.lstrip("/"), unquote(path).lstrip("/"), *segments, *map(unquote, segments)]
         forms |= {c for c in candidates if len(c) >= MIN_SECRET_PART}
     _secrets.add(forms)
+
+
+def register_secret_texts(texts: Iterable[str]) -> None:
+    """Never let any of `texts` reach a log line, each as it is (credentials taken out of a URL: a password, a
+    token in the query); texts shorter than MIN_SECRET_TEXT are too common to blank out everywhere."""
+    _secrets.add(t for t in texts if len(t) >= MIN_SECRET_TEXT)
 
 
 def redact(text: str) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from alerter.alertmanager import build_receiver
 from alerter.settings import AlertmanagerSettings, Endpoint, load_alertmanager_settings
 from shared.config import ConfigError, Env
+from shared.logs import REDACTED, configure_logging
 
 SECRET_URL = "https://alice:s3cr3t-pass@am.example:9443/prefix/?token=t0k3n-value&team=gpu"  # noqa: S105 - a fake
 
@@ -132,3 +135,21 @@ def test_build_receiver_follows_the_settings() -> None:
     assert receiver is not None
     assert registry.get_sample_value("gpu_alerter_alertmanager_alerts_kept_alive") == 0
     assert receiver.book == {}
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_credentials_in_the_url_never_reach_a_log_line_whoever_writes_it(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A library that logs the request URL (urllib3's broken-header warning) or a credential on its own gets them
+    blanked by the handler; the URL as the alerter shows it stays readable."""
+    endpoint = Endpoint.parse("https://carol:pa55-w0rd@am.example:9443/?token=tok-9f8e7d&team=gpu")
+    configure_logging("info", fmt)
+    logging.getLogger("urllib3.connection").warning("Failed to parse headers (url=%s): broken", endpoint.reveal())
+    logging.getLogger("some.library").warning("auth pa55-w0rd, token tok-9f8e7d")
+    logging.getLogger("alerter").warning("posting to %s", endpoint.shown)
+    err = capsys.readouterr().err
+    for secret in ("pa55-w0rd", "tok-9f8e7d", "carol"):
+        assert secret not in err
+    assert f"posting to {endpoint.shown}" in err
+    assert err.count(REDACTED) >= 3
