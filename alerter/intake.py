@@ -151,6 +151,11 @@ class Intake:
             return Sighting(AlertEvent.from_reading(reading, limits.critical), at)
         return Sighting(AlertEvent.from_reading(reading, limits.warning), at, Kind.WARNING)
 
+    def _silence(self, reading: TemperatureReading, at: float) -> Sighting:
+        """A device still silent at partition clock `at`: its silent alert (on its last reading) still holds."""
+        limits = self._partitions.policy.limits(reading)
+        return Sighting(AlertEvent.from_reading(reading, limits.critical), at, Kind.SILENT)
+
     def sweep(self) -> None:
         """Once a second: what the partitions' clocks make due (backlog alerts, silences), and forgetting."""
         now = self._monotonic()
@@ -169,6 +174,9 @@ class Intake:
             caught_up = end is not None and position is not None and position >= end
             raised += partitions.sweep(partition, wall, caught_up=caught_up, scan=scan)
         self._hand_over(raised)
+        silent, partitions.still_silent = partitions.still_silent, []
+        if silent and self._observe is not None:
+            self._observe([self._silence(reading, at) for reading, at in silent])
         if partitions.expired > expired:
             self._metrics.devices_evicted.labels("expired").inc(partitions.expired - expired)
         self._check_limit()

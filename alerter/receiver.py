@@ -67,11 +67,12 @@ class Receiver(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
-    """A hot reading seen, alerted or not (the cooldown may keep it quiet): the alert's condition still holds."""
+    """The alert's condition still holds: a hot reading seen, alerted or not (the cooldown may keep it quiet), or,
+    for a silent alert, a device still silent when the partition's devices were looked at."""
 
     alert: AlertEvent
-    at: float  # its event time, epoch seconds
-    kind: Kind = Kind.CRITICAL  # the alert it keeps holding (a warning, with WARNING_THRESHOLD)
+    at: float  # its event time (a silence: the partition's clock), epoch seconds
+    kind: Kind = Kind.CRITICAL  # the alert it keeps holding (a warning, with WARNING_THRESHOLD; a silent alert)
 
 
 @dataclass(frozen=True, slots=True)

@@ -329,6 +329,15 @@ class Rig:
 
 def rig(**env: str) -> Rig:
     """An AlerterService wired to fakes (as alerter.bootstrap.build wires the real edges), started."""
+    return _rig(env, observing=False)
+
+
+def observing_rig(**env: str) -> Rig:
+    """A rig whose notifier wants sightings, as one with an Alertmanager receiver does."""
+    return _rig(env, observing=True)
+
+
+def _rig(env: dict[str, str], *, observing: bool) -> Rig:
     settings = load_settings(
         Env(
             {
@@ -346,7 +355,7 @@ def rig(**env: str) -> Rig:
     clock = FakeClock()
     producer = FakeProducer(clock)
     results: queue.SimpleQueue[Result] = queue.SimpleQueue()
-    notifier = FakeNotifier(results)
+    notifier = FakeNotifier(results, observing)
     source = FakeSource(alert_policy(settings).watch_above)
     metrics = AlerterMetrics()
     watch = ClusterWatch(READINGS, monotonic=clock)

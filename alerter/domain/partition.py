@@ -97,6 +97,9 @@ class Partitions:
         self.retired: dict[int, tuple[float, dict[str, DeviceState]]] = {}  # number -> (clock, delivered states)
         self.pending = 0  # notifications outstanding, all partitions
         self.expired = 0  # device states forgotten because nothing in them could matter any more (a counter)
+        # Devices whose silent alert still stands, with the partition clock: found by each scan, taken by the
+        # intake (receivers that keep alerts alive, like Alertmanager's, are told the silence holds).
+        self.still_silent: list[tuple[TemperatureReading, float]] = []
         self._ids = itertools.count()
 
     @property
@@ -207,6 +210,8 @@ class Partitions:
                 due = policy.silence(state, clock)
                 if due is not None:
                     raised.append(self._hand_over(partition, due))
+                elif (last := policy.still_silent(state)) is not None:
+                    self.still_silent.append((last, clock))
             policy.forget(state, horizon)
             if policy.expired(state, clock):
                 expired.append(device)

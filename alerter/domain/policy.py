@@ -415,6 +415,13 @@ class AlertPolicy:
         this = _Reading(extra.last, extra.offset, clock, False, self.limits(extra.last))
         return self._raise(state, _SILENT, this, this.limits.critical, Silence(state.seen, clock - state.seen))
 
+    def still_silent(self, state: DeviceState) -> TemperatureReading | None:
+        """The device's newest reading while its silent alert stands (raised, no "reports again" since)."""
+        extra = state.more
+        if self.silence_after is None or extra is None or extra.silenced <= extra.heard:
+            return None
+        return extra.last
+
     def unfold(self, state: DeviceState) -> Due | None:
         """The device's backlog alert, if it has one waiting (its partition caught up)."""
         extra = state.more

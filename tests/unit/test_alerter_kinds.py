@@ -12,7 +12,7 @@ import pytest
 from alerter.adapters.alerts_log import RESOLVES_HEADER, encode_record, kind_of
 from alerter.domain.notification import Backlog, Kind, Resolution
 from shared.codec import encode
-from tests.alerter_fakes import ALERTS, Rig, rig
+from tests.alerter_fakes import ALERTS, Rig, observing_rig, rig
 from tests.alerter_support import make_alert, reading
 
 EARLY = {
@@ -110,6 +110,33 @@ def test_silence_comes_from_the_sweep_once_the_partition_is_read_to_its_end(earl
     assert back.kind is Kind.RESOLVED
     assert isinstance(back.detail, Resolution)
     assert back.detail.ends == (Kind.SILENT,)
+
+
+def test_a_silence_that_lasts_is_seen_again_at_each_scan_until_the_device_reports() -> None:
+    """Receivers that keep alerts alive (Alertmanager) hear, at each scan, that a silent alert still holds: on
+    the device's last reading, at the partition's clock. Once the device reports again, no more."""
+    r = observing_rig(**EARLY)
+    r.source.assign([0])
+    send(r, "gpu-7", 70.0)
+    r.tick()
+    r.tick(135)
+    [silent] = r.notifier.handed
+    assert silent.kind is Kind.SILENT
+    deliver_all(r)
+    r.notifier.sightings.clear()
+    for _ in range(3):
+        r.tick(30)
+    seen = r.notifier.sightings
+    assert len(seen) >= 2
+    assert {(s.kind, s.alert.device_id, s.alert.temperature) for s in seen} == {(Kind.SILENT, "gpu-7", 70.0)}
+    assert [s.at for s in seen] == sorted(s.at for s in seen)
+    send(r, "gpu-7", 71.0, after=1)
+    r.tick()
+    assert r.notifier.handed[-1].kind is Kind.RESOLVED
+    r.notifier.sightings.clear()
+    for _ in range(3):
+        r.tick(30)
+    assert [s for s in r.notifier.sightings if s.kind is Kind.SILENT] == []
 
 
 def test_an_hour_old_backlog_is_one_alert_per_device(caplog: pytest.LogCaptureFixture) -> None:
