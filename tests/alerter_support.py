@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.codec import encode
-from shared.kafka import consumer_config, producer_config
+from shared.kafka import consumer_config, kafka_error, producer_config
 from shared.models import AlertEvent, TemperatureReading
 from tests.support import wait_until
 
@@ -151,13 +151,33 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -
     return sorted(messages, key=lambda m: (m.partition() or 0, m.offset() or 0))
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+_COORDINATOR_MOVING = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+)
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int, timeout: float = 30) -> list[int]:
+    """The group's committed offsets; asked again while the group's coordinator moves or loads (a retriable
+    error, e.g. NOT_COORDINATOR just after the group's last member left)."""
     consumer = Consumer(consumer_config(bootstrap, "tests-committed", group, "earliest"))
+    deadline = time.monotonic() + timeout
     try:
-        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        while True:
+            try:
+                found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+            except KafkaException as exc:
+                error = kafka_error(exc)
+                transient = error is not None and (error.retriable() or error.code() in _COORDINATOR_MOVING)
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+            else:
+                return [tp.offset for tp in found]
     finally:
         consumer.close()
-    return [tp.offset for tp in found]
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> list[int]:
