@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMetadata
 
 from shared.backoff import backoff
 
@@ -310,9 +310,8 @@ def ensure_topic(
         replication_factor=-1 if replication_factor is None else replication_factor,
         config=config or {},
     )
-    deadline, waiting = time.monotonic() + registration_wait, False
+    deadline, waiting, registered = time.monotonic() + registration_wait, False, len(metadata.brokers)
     while True:
-        registered = len(admin.list_topics(timeout=timeout).brokers)
         future = admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name]
         try:
             future.result(timeout=timeout)
@@ -335,6 +334,7 @@ def ensure_topic(
                 )
                 waiting = True
             sleep(REGISTRATION_RETRY)
+            registered = len(admin.list_topics(timeout=timeout).brokers)
     _wait_for_topic(admin, name, partitions, timeout)
     log.info("created topic %s", name, extra={"topic": name, "partitions": partitions})
     return True
@@ -342,14 +342,12 @@ def ensure_topic(
 
 def _wait_for_topic(admin: AdminClient, name: str, partitions: int, timeout: float) -> None:
     """New topics take a moment to reach every broker's metadata; wait for their leaders."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        topic = admin.list_topics(topic=name, timeout=timeout).topics.get(name)
-        if topic is not None and topic.error is None and len(topic.partitions) == partitions and all(
-            p.leader >= 0 for p in topic.partitions.values()
-        ):
-            return
-        time.sleep(0.1)
+    _poll_topic(
+        admin,
+        name,
+        timeout,
+        lambda t: len(t.partitions) == partitions and all(p.leader >= 0 for p in t.partitions.values()),
+    )
 
 
 def partition_count(admin: AdminClient, name: str, timeout: float = 30.0) -> int | None:
@@ -359,11 +357,19 @@ def partition_count(admin: AdminClient, name: str, timeout: float = 30.0) -> int
     topic created through another one a moment later: one answer without the
     topic is not the cluster's last word.
     """
+    topic = _poll_topic(admin, name, timeout, lambda t: bool(t.partitions))
+    return None if topic is None else len(topic.partitions)
+
+
+def _poll_topic(
+    admin: AdminClient, name: str, timeout: float, ready: Callable[[TopicMetadata], bool]
+) -> TopicMetadata | None:
+    """The topic's metadata once an answer has it without error and `ready`; None after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         topic = admin.list_topics(topic=name, timeout=timeout).topics.get(name)
-        if topic is not None and topic.error is None and topic.partitions:
-            return len(topic.partitions)
+        if topic is not None and topic.error is None and ready(topic):
+            return topic
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.1)
